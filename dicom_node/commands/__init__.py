@@ -1,0 +1,1 @@
+"""Sub-commands of the ``dicom-node`` CLI, one module each (discovered automatically)."""

@@ -1,0 +1,1 @@
+"""Everything that turns pixels into findings. No network, no database."""

@@ -1,0 +1,1 @@
+"""Synthetic lumbar-spine and sacroiliac-joint MRI studies with ground truth (seeded, deterministic)."""

@@ -1,0 +1,1 @@
+"""Persistence for dicom-node: SQLAlchemy models, repository functions, migrations and the on-disk instance store."""
