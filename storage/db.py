@@ -1,0 +1,165 @@
+"""Engine, sessions and schema migrations.
+
+One engine per process (:func:`make_engine`), one session per unit of work
+(:func:`make_session_factory`), and Alembic owns the schema (:func:`upgrade`,
+applied by ``dicom-node serve`` at start-up).
+
+SQLite is made safe for a service that acknowledges instances only once they
+are durable and that writes from several threads at once:
+
+* ``journal_mode=WAL`` (readers do not block the writer),
+* ``synchronous=FULL`` (a committed transaction survives a power loss, not just
+  a crash of the process),
+* ``busy_timeout`` of 30 s, ``foreign_keys=ON``,
+* every transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up
+  front, so two writers queue on the busy timeout instead of one of them failing
+  with "database is locked" when it upgrades a read lock (the busy handler is not
+  called in that case).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import StorageError
+
+__all__ = ["MIGRATIONS_DIR", "make_engine", "make_session_factory", "upgrade"]
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# any constant will do: it names the lock that serialises concurrent upgrades
+_PG_MIGRATION_LOCK = 0x6463_6D6E  # "dcmn"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create the process's engine for ``url``.
+
+    Parameters
+    ----------
+    url
+        A SQLAlchemy URL, e.g. ``sqlite:////var/lib/dicom-node/db.sqlite3`` or
+        ``postgresql+psycopg2://user@host/dbname``.
+    **kwargs
+        Passed to :func:`sqlalchemy.create_engine` (tests use ``echo``).
+
+    Returns
+    -------
+    sqlalchemy.engine.Engine
+        With the SQLite settings described in the module docstring, or with
+        ``pool_pre_ping`` for a server database.
+
+    Raises
+    ------
+    StorageError
+        When the URL cannot be parsed or its driver is not installed.
+    """
+    try:
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            connect_args = dict(kwargs.pop("connect_args", {}))
+            connect_args.setdefault("check_same_thread", False)
+            connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+            engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+            _configure_sqlite(engine)
+        else:
+            kwargs.setdefault("pool_pre_ping", True)
+            engine = sa.create_engine(parsed, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise StorageError(f"cannot use database URL {_safe(url)}: {exc}") from exc
+    logger.debug("engine for %s", engine.url.render_as_string(hide_password=True))
+    return engine
+
+
+def _safe(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable URL>"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # take transaction control away from pysqlite; "begin" below emits BEGIN
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """The session factory of the process; callers own the transaction.
+
+    ``expire_on_commit=False``: objects returned by repository functions stay
+    readable after the caller commits (the CLI prints them, the assembler
+    passes them on).
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic configuration for the shipped migrations; no ``alembic.ini`` needed.
+
+    Parameters
+    ----------
+    engine
+        Its URL is set as ``sqlalchemy.url`` (for command-line style use).
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (default: the newest) with Alembic.
+
+    Safe when several processes start at once: on PostgreSQL an advisory lock
+    serialises them, on SQLite the ``BEGIN IMMEDIATE`` write lock does.
+
+    Raises
+    ------
+    StorageError
+        When a migration fails; the transaction is rolled back.
+    """
+    cfg = alembic_config()
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"database migration to {revision!r} failed: {exc}") from exc
+    logger.info("database schema at %s", revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at, ``None`` when it has none."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
