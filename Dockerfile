@@ -25,6 +25,8 @@ COPY config ./config
 COPY storage ./storage
 COPY inference ./inference
 COPY dicom_node ./dicom_node
+# the package itself is the local source; its dependencies have lower bounds in setup.cfg
+# hadolint ignore=DL3013
 RUN pip install ".[postgres,celery]"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
@@ -41,7 +43,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DICOM_NODE_STORAGE_DIR=/var/lib/dicom-node \
     DICOM_NODE_PORT=11112 \
     DICOM_NODE_HTTP_PORT=8080
-USER dicomnode
+USER 10001:10001
 WORKDIR /var/lib/dicom-node
 VOLUME ["/var/lib/dicom-node"]
 EXPOSE 11112 8080
