@@ -1,0 +1,310 @@
+"""Series to volume: voxel arrays with their geometry in patient coordinates (LPS).
+
+>>> volumes = load_volumes("/data/study/series_3")          # doctest: +SKIP
+>>> vol = volumes[0]
+>>> vol.array.shape, vol.spacing                            # doctest: +SKIP
+((20, 512, 512), (4.4, 0.68, 0.68))
+>>> vol.voxel_to_patient([0, 0, 0])  # == ImagePositionPatient of the first slice  # doctest: +SKIP
+
+Index convention ``(k, i, j)`` = (slice, row, column), ``k`` increasing along the
+slice normal (row direction x column direction), whatever the InstanceNumbers
+say. See :mod:`inference.geometry` for the affine convention and docs/imaging.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from inference.errors import VolumeError
+from inference.geometry import Plane, patient_to_voxel, plane_of_slice, voxel_to_patient
+from inference.volume_frames import FrameRecord, frame_records, is_image_dataset
+from inference.volume_pixels import decode_stack
+from inference.volume_stacks import group_frames, sort_stack
+
+__all__ = ["InstanceHeader", "Volume", "load_series_headers", "load_volumes", "read_headers"]
+
+logger = logging.getLogger(__name__)
+
+Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[Dataset]
+
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+@dataclass
+class Volume:
+    """One geometrically consistent stack of slices.
+
+    Attributes
+    ----------
+    array
+        ``(slices, rows, columns)`` float32 modality values (rescaled,
+        MONOCHROME1 inverted).
+    affine
+        4 x 4 mapping ``(k, i, j, 1)`` to LPS mm: column 0 the slice step,
+        column 1 the row step, column 2 the column step, column 3 the centre
+        of voxel ``(0, 0, 0)``.
+    spacing
+        ``(slice, row, column)`` spacing in mm (slice spacing measured along the
+        normal between the positions, not SliceThickness).
+    sop_instance_uids, frame_numbers
+        Source of each slice: SOP Instance UID and 1-based frame number
+        (``None`` for single-frame images).
+    headers
+        Per-slice datasets without pixel data, or for an enhanced image the one
+        shared header (all its frames point to it).
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+    sop_instance_uids: list[str]
+    frame_numbers: list[int | None]
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str | None
+    sop_class_uid: str
+    headers: list[Dataset] = field(default_factory=list)
+    is_localizer: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(slices, rows, columns)``."""
+        k, i, j = self.array.shape
+        return int(k), int(i), int(j)
+
+    @property
+    def row_direction(self) -> np.ndarray:
+        """Unit vector along a row (increasing column index ``j``): IOP[:3]."""
+        vec = self.affine[:3, 2]
+        return np.asarray(vec / np.linalg.norm(vec))
+
+    @property
+    def column_direction(self) -> np.ndarray:
+        """Unit vector down a column (increasing row index ``i``): IOP[3:]."""
+        vec = self.affine[:3, 1]
+        return np.asarray(vec / np.linalg.norm(vec))
+
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit slice normal ``row_direction x column_direction`` (``k`` increases along it)."""
+        vec = np.cross(self.row_direction, self.column_direction)
+        return np.asarray(vec / np.linalg.norm(vec))
+
+    @property
+    def image_orientation(self) -> list[float]:
+        """ImageOrientationPatient of every slice."""
+        return [float(v) for v in np.concatenate([self.row_direction, self.column_direction])]
+
+    def image_position(self, k: int) -> np.ndarray:
+        """ImagePositionPatient of slice ``k``."""
+        return np.asarray(voxel_to_patient(self.affine, [k, 0, 0]))
+
+    def slice_plane(self, k: int) -> Plane:
+        """The plane of slice ``k``."""
+        return plane_of_slice(self.image_position(k), self.image_orientation)
+
+    def voxel_to_patient(self, indices: Sequence[float] | np.ndarray) -> np.ndarray:
+        """``(k, i, j)`` indices (``(N, 3)`` or ``(3,)``) to LPS mm."""
+        return voxel_to_patient(self.affine, indices)
+
+    def patient_to_voxel(self, points: Sequence[float] | np.ndarray) -> np.ndarray:
+        """LPS points to continuous ``(k, i, j)`` indices."""
+        return patient_to_voxel(self.affine, points)
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """A file's path and its header (read without pixel data)."""
+
+    path: Path
+    dataset: Dataset
+
+
+def _iter_files(folder: Path) -> Iterable[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(root) / name
+
+
+def read_headers(paths: Iterable[str | os.PathLike[str]]) -> list[InstanceHeader]:
+    """Read the headers (no pixel data) of DICOM files, skipping anything that is not DICOM.
+
+    Parameters
+    ----------
+    paths
+        Files to read.
+
+    Returns
+    -------
+    list[InstanceHeader]
+        In the order given; non-DICOM files and DICOMDIRs are skipped (logged).
+    """
+    headers = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
+            logger.debug("skipping %s: not readable as DICOM (%s)", path, exc)
+            continue
+        if "DirectoryRecordSequence" in ds:
+            logger.debug("skipping DICOMDIR %s", path)
+            continue
+        headers.append(InstanceHeader(path=path, dataset=ds))
+    return headers
+
+
+def load_series_headers(folder: str | os.PathLike[str]) -> dict[str, list[InstanceHeader]]:
+    """Group the DICOM files under a folder by SeriesInstanceUID, without decoding pixels.
+
+    Parameters
+    ----------
+    folder
+        Walked recursively; non-DICOM files are skipped.
+
+    Returns
+    -------
+    dict[str, list[InstanceHeader]]
+        Series Instance UID to the headers of its instances, in path order.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise VolumeError(f"{root} is not a folder")
+    series: dict[str, list[InstanceHeader]] = {}
+    for header in read_headers(_iter_files(root)):
+        uid = header.dataset.get("SeriesInstanceUID")
+        if not uid:
+            logger.warning("skipping %s: no SeriesInstanceUID", header.path)
+            continue
+        series.setdefault(str(uid), []).append(header)
+    return series
+
+
+def _pairs(source: Source) -> list[tuple[Dataset, Path | None]]:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            files: list[str | os.PathLike[str]] = list(_iter_files(path))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise VolumeError(f"{path} does not exist")
+        return [(h.dataset, h.path) for h in read_headers(files)]
+    items = list(source)
+    if all(isinstance(item, Dataset) for item in items):
+        return [(item, None) for item in items]  # type: ignore[misc]
+    if any(isinstance(item, Dataset) for item in items):
+        raise VolumeError("a source is either paths or datasets, not a mix of both")
+    return [(h.dataset, h.path) for h in read_headers(items)]  # type: ignore[arg-type]
+
+
+def _header_without_pixels(ds: Dataset) -> Dataset:
+    if not any(int(tag) in _PIXEL_TAGS for tag in ds.keys()):
+        return ds
+    header = Dataset()
+    for elem in ds:
+        if int(elem.tag) not in _PIXEL_TAGS:
+            header.add(elem)
+    if hasattr(ds, "file_meta"):
+        header.file_meta = ds.file_meta
+    return header
+
+
+def _build(records: list[FrameRecord], **tolerances: float) -> Volume:
+    stack = sort_stack(records, **tolerances)
+    array = decode_stack(stack.records)
+    header_by_dataset: dict[int, Dataset] = {}
+    headers = []
+    for record in stack.records:
+        key = id(record.dataset)
+        if key not in header_by_dataset:
+            header_by_dataset[key] = _header_without_pixels(record.dataset)
+            headers.append(header_by_dataset[key])
+    multi = any(r.frame_index is not None for r in stack.records)
+    if not multi:
+        headers = [header_by_dataset[id(r.dataset)] for r in stack.records]
+    first = stack.records[0]
+    return Volume(
+        array=array,
+        affine=stack.affine,
+        spacing=stack.spacing,
+        sop_instance_uids=[r.sop_instance_uid for r in stack.records],
+        frame_numbers=[r.frame_number for r in stack.records],
+        series_instance_uid=first.series_instance_uid,
+        study_instance_uid=first.study_instance_uid,
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        sop_class_uid=first.sop_class_uid,
+        headers=headers,
+        is_localizer=first.localizer,
+    )
+
+
+def load_volumes(
+    source: Source,
+    *,
+    include_localizers: bool = False,
+    spacing_rtol: float = 0.02,
+    spacing_atol: float = 0.01,
+) -> list[Volume]:
+    """Turn the instances of a series into volumes, one per geometrically consistent stack.
+
+    Parameters
+    ----------
+    source
+        A folder (walked recursively), a file, a list of paths, or a list of
+        pydicom datasets (with pixel data, or read from a file whose
+        ``filename`` is known). Normally one series; several series give
+        volumes for each.
+    include_localizers
+        Also return stacks whose ImageType / FrameType says LOCALIZER.
+    spacing_rtol, spacing_atol
+        Tolerance of slice spacing regularity, see
+        :func:`inference.volume_stacks.sort_stack`.
+
+    Returns
+    -------
+    list[Volume]
+        In the order their first frame was met (files are read in sorted path
+        order, so the order is deterministic); empty when nothing but
+        localisers (or no images) were given.
+
+    Raises
+    ------
+    VolumeError
+        The first stack that fails a check; the message names the
+        assumption (see :mod:`inference.errors`).
+    """
+    pairs = _pairs(source)
+    records: list[FrameRecord] = []
+    for ds, path in pairs:
+        if not is_image_dataset(ds):
+            logger.debug("skipping non-image instance %s (%s)", ds.get("SOPInstanceUID"), ds.get("Modality"))
+            continue
+        records.extend(frame_records(ds, path))
+    if not records:
+        logger.info("no image instances in the source (%d files/datasets)", len(pairs))
+        return []
+    volumes = []
+    for group in group_frames(records, position_tolerance=spacing_atol):
+        if group[0].localizer and not include_localizers:
+            logger.debug("leaving out a localiser stack of %d frames", len(group))
+            continue
+        try:
+            volumes.append(_build(group, spacing_rtol=spacing_rtol, spacing_atol=spacing_atol))
+        except VolumeError as exc:
+            logger.info("stack of %d frames refused: %s", len(group), exc)
+            raise
+    logger.info(
+        "%d volume(s) from %d frames", len(volumes), len(records), extra={"volumes": len(volumes)}
+    )
+    return volumes
