@@ -4,6 +4,9 @@ Numpy in, numpy out; no network and no DICOM. The rules are those of CLINICAL.md
 section 1 (Mysliwiec et al., Eur Spine J 2010):
 
 * the **intra-facet line** joins the medial margins of the left and right facet joints;
+* the **posterior disc margin** is the most posterior disc pixel between the two
+  medial facet margins (the reading of :mod:`inference.phantoms.msu_truth`, which
+  grades the phantoms);
 * **size** is the reach of the herniation from the posterior margin of the
   non-herniated disc towards that line: 1 up to 50 % of the distance, 2 above 50 %
   up to the line (exactly 100 % is still 2), 3 beyond it; 0 when there is no
@@ -261,21 +264,24 @@ def classify_zone(apex_lateral: np.ndarray) -> tuple[str, str]:
     if t.size == 0:
         raise MsuError("no apex pixels to read a zone from")
     centre = float(t.mean())
-    zones = {_zone_of(float(v)) for v in t}
+    zones = np.array([_zone_of(float(v)) for v in t])
     zone = _zone_of(centre)
     if "A" in zones and "B" in zones:
         zone = "AB"
+        centre = float(t[zones == "B"].mean())  # the side of the lateral part
     side = "central" if zone == "A" else ("left" if centre > 0.5 else "right")
     return zone, side
 
 
 def _posterior_reference(
-    labels: np.ndarray, spacing: Sequence[float], posterior: np.ndarray
+    labels: np.ndarray, spacing: Sequence[float], posterior: np.ndarray, line: IntraFacetLine
 ) -> tuple[float, str] | None:
     """Projection of the posterior disc margin, or of the posterior vertebral cortex without disc."""
     disc = _points_mm(labels == AxialLabel.DISC, spacing)
     if len(disc):
-        return float((disc @ posterior).max()), "disc"
+        t = lateral_position(disc, line)
+        between = disc[(t >= 0.0) & (t <= 1.0)]  # the margin behind the canal, not a lateral bulge
+        return float(((between if len(between) else disc) @ posterior).max()), "disc"
     vertebra = _points_mm(labels == AxialLabel.VERTEBRA, spacing)
     sac = _points_mm(labels == AxialLabel.DURAL_SAC, spacing)
     if len(vertebra) == 0 or len(sac) == 0:
@@ -334,7 +340,7 @@ def measure_msu(
         raise MsuError("neither disc nor vertebral body on the slice: nothing to measure size from")
     if float((line.right - anchor.mean(axis=0)) @ normal) < 0:
         normal = -normal
-    ref = _posterior_reference(labels, spacing, normal)
+    ref = _posterior_reference(labels, spacing, normal, line)
     if ref is None:
         raise MsuError("no posterior disc margin or vertebral cortex on the slice")
     margin, reference = ref
@@ -375,7 +381,9 @@ def measure_msu(
 
 
 def select_max_slice(measurements: Sequence[MsuMeasurement | None]) -> int | None:
-    """Index of the slice of maximal herniation: largest ratio, then largest area.
+    """Index of the slice of maximal herniation: largest area, then largest ratio, then first.
+
+    The same choice as the phantoms' ground truth (:mod:`inference.phantoms.msu_truth`).
 
     ``None`` entries (slices the rule could not be read on) and slices without
     herniation are skipped; returns ``None`` when no slice has herniated material.
@@ -385,7 +393,7 @@ def select_max_slice(measurements: Sequence[MsuMeasurement | None]) -> int | Non
     for k, m in enumerate(measurements):
         if m is None or m.size == 0:
             continue
-        key = (m.ratio, m.area_mm2)
+        key = (m.area_mm2, m.ratio)
         if best is None or key > best:
             best, index = key, k
     return index

@@ -196,4 +196,26 @@ def test_min_area_filters_specks() -> None:
 def test_select_max_slice() -> None:
     ms = [measure_msu(with_herniation(d, (46, 52)), (1.0, 1.0)) if d >= 0 else None for d in (0, 5, -1, 12, 3)]
     assert select_max_slice(ms) == 3
+    wide = measure_msu(with_herniation(5, (40, 60)), (1.0, 1.0))  # larger area, smaller ratio
+    assert select_max_slice([ms[3], wide]) == 1
     assert select_max_slice([measure_msu(base_slice(), (1.0, 1.0)), None]) is None
+
+
+def test_lateral_disc_bulge_does_not_move_the_margin() -> None:
+    # disc material lateral to the facets' medial margins reaching further back is not the margin
+    lab = base_slice()
+    lab[50:56, 10:20] = L.DISC
+    m = measure_msu(with_herniation(6, (46, 52), lab), (1.0, 1.0))
+    assert m.reference_mm == pytest.approx(16.0)
+
+
+def test_agrees_with_phantom_reference_reading() -> None:
+    truth = pytest.importorskip("inference.phantoms.msu_truth")
+    cases = [(8, (46, 52)), (9, (65, 71)), (9, (18, 21)), (17, (65, 71)), (10, (58, 68)), (10, (31, 41)), (3, (38, 42))]
+    for depth, cols in cases:
+        lab = with_herniation(depth, cols)
+        mine = measure_msu(lab, (0.8, 0.8))
+        ref = truth.read_msu_slice(lab, (0.8, 0.8))
+        assert (mine.size, mine.zone) == (ref.size, ref.zone)
+        assert mine.ratio == pytest.approx(ref.ratio)
+        assert (mine.side if mine.zone != "A" else None) == ref.side
