@@ -1,0 +1,221 @@
+"""Discs, the lumbosacral junction and the level count on one sagittal label map.
+
+Pure numpy/scipy on a 2D :class:`~inference.labels.SagittalLabel` map in the
+canonical display orientation: rows run cranial to caudal, columns anterior to
+posterior (how SPIDER stores its slices; :mod:`inference.levels.orientation`
+brings a DICOM slice there).
+
+The rule (the same for ground-truth and predicted masks):
+
+1. discs are the connected components of the disc class with at least
+   ``min_area_mm2``; each gets its centroid, long axis and thickness (PCA in mm);
+2. they are ordered cranial to caudal by centroid row;
+3. the lowest disc is the lumbosacral junction (L5/S1) when a vertebra (the
+   sacrum) lies below it; names are counted upwards from there: L5/S1, L4/L5,
+   ..., T12/L1, T11/T12, ...;
+4. warnings say what makes the count uncertain: no vertebra below the lowest
+   disc or the lowest disc at the edge of the image (the field of view may not
+   reach the sacrum), a rudimentary lowest disc (possible transitional vertebra),
+   a gap between discs wider than 1.8 times the median (a disc may be missed),
+   fewer than three discs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from inference.labels import SagittalLabel
+
+__all__ = ["Disc2D", "LevelCount", "count_levels", "find_discs", "level_name"]
+
+logger = logging.getLogger(__name__)
+
+_LUMBAR_FROM_BOTTOM = ("L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2", "T12/L1")
+
+
+def level_name(index_from_bottom: int) -> str:
+    """Name of the disc ``index_from_bottom`` discs above L5/S1 (0 = L5/S1, 5 = T12/L1, 6 = T11/T12)."""
+    if index_from_bottom < 0:
+        raise ValueError("index_from_bottom must be >= 0")
+    if index_from_bottom < len(_LUMBAR_FROM_BOTTOM):
+        return _LUMBAR_FROM_BOTTOM[index_from_bottom]
+    upper = 12 - (index_from_bottom - len(_LUMBAR_FROM_BOTTOM)) - 1
+    if upper < 1:
+        return f"above T1 ({index_from_bottom})"
+    return f"T{upper}/T{upper + 1}"
+
+
+@dataclass(frozen=True)
+class Disc2D:
+    """One disc on a sagittal slice (pixel coordinates, canonical orientation)."""
+
+    label: int  #: component id in :attr:`LevelCount.components`
+    centroid: tuple[float, float]  #: (row, column), fractional pixels
+    axis: tuple[float, float]  #: unit long axis (d row, d column), in mm units, pointing posterior
+    length_mm: float  #: extent along the long axis (anterior-posterior)
+    thickness_mm: float  #: extent across it (disc height)
+    area_px: int
+    confidence: float  #: mean network probability over the component (1.0 for reference masks)
+
+
+@dataclass
+class LevelCount:
+    """Discs of one slice with their names counted from the lumbosacral junction."""
+
+    discs: list[Disc2D]  #: cranial to caudal
+    names: list[str]  #: same order as ``discs``
+    sacrum_found: bool
+    components: np.ndarray  #: int32 component map (0 = not a counted disc)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def junction(self) -> Disc2D | None:
+        """The L5/S1 disc (the lowest), or None when no disc was found."""
+        return self.discs[-1] if self.discs else None
+
+
+def find_discs(
+    labels: np.ndarray,
+    spacing: tuple[float, float] = (1.0, 1.0),
+    *,
+    min_area_mm2: float = 40.0,
+    probability: np.ndarray | None = None,
+) -> tuple[list[Disc2D], np.ndarray]:
+    """Disc components of a label map, cranial to caudal.
+
+    Parameters
+    ----------
+    labels
+        ``(rows, cols)`` :class:`SagittalLabel` map, canonical orientation.
+    spacing
+        ``(row, column)`` pixel spacing in mm (SPIDER has none: pass pixel units
+        scaled as the caller documents).
+    min_area_mm2
+        Smaller components are noise or a disc clipped by the edge of the image.
+    probability
+        Optional per-pixel confidence map; its mean over a disc is the disc's confidence.
+
+    Returns
+    -------
+    tuple
+        ``(discs, component map)``; the component map numbers kept discs 1..N in
+        the order of the list.
+    """
+    lab = np.asarray(labels)
+    if lab.ndim != 2:
+        raise ValueError(f"expected a 2D label map, got shape {lab.shape}")
+    sr, sc = float(spacing[0]), float(spacing[1])
+    raw, n = ndimage.label(lab == SagittalLabel.DISC)
+    found: list[tuple[float, Disc2D, np.ndarray]] = []
+    for comp in range(1, n + 1):
+        rows, cols = np.nonzero(raw == comp)
+        area_mm2 = rows.size * sr * sc
+        if area_mm2 < min_area_mm2:
+            continue
+        pts = np.column_stack([rows * sr, cols * sc])
+        mean = pts.mean(axis=0)
+        centred = pts - mean
+        if rows.size > 2:
+            eigval, eigvec = np.linalg.eigh(np.cov(centred.T))
+            major = eigvec[:, int(np.argmax(eigval))]
+        else:
+            major = np.array([0.0, 1.0])
+        if major[1] < 0:  # point posterior (increasing column)
+            major = -major
+        minor = np.array([-major[1], major[0]])
+        along, across = centred @ major, centred @ minor
+        conf = float(np.mean(probability[rows, cols])) if probability is not None else 1.0
+        disc = Disc2D(
+            label=0,
+            centroid=(float(rows.mean()), float(cols.mean())),
+            axis=(float(major[0]), float(major[1])),
+            length_mm=float(np.ptp(along) + min(sr, sc)),
+            thickness_mm=float(np.ptp(across) + min(sr, sc)),
+            area_px=int(rows.size),
+            confidence=conf,
+        )
+        found.append((disc.centroid[0], disc, raw == comp))
+    found.sort(key=lambda item: item[0])
+    components = np.zeros(lab.shape, dtype=np.int32)
+    discs: list[Disc2D] = []
+    for index, (_, disc, mask) in enumerate(found, start=1):
+        components[mask] = index
+        discs.append(
+            Disc2D(index, disc.centroid, disc.axis, disc.length_mm, disc.thickness_mm, disc.area_px, disc.confidence)
+        )
+    return discs, components
+
+
+def _vertebra_below(labels: np.ndarray, disc: Disc2D, spacing: tuple[float, float]) -> bool:
+    """Whether vertebra (the sacrum) fills the region just caudal to ``disc``."""
+    sr, sc = float(spacing[0]), float(spacing[1])
+    r0, c0 = disc.centroid
+    half_len = 0.4 * disc.length_mm
+    depth = max(disc.length_mm * 0.6, 3.0 * disc.thickness_mm)
+    rows = np.arange(labels.shape[0])
+    cols = np.arange(labels.shape[1])
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    # coordinates in mm relative to the disc centre, along its axis and its caudal normal
+    dr, dc = (rr - r0) * sr, (cc - c0) * sc
+    ax = np.array(disc.axis)
+    normal = np.array([ax[1], -ax[0]])
+    if normal[0] < 0:  # caudal = increasing row
+        normal = -normal
+    along = dr * ax[0] + dc * ax[1]
+    down = dr * normal[0] + dc * normal[1]
+    region = (np.abs(along) <= half_len) & (down > 0.5 * disc.thickness_mm) & (down <= depth)
+    if not region.any():
+        return False
+    share = float(np.mean(labels[region] == SagittalLabel.VERTEBRA))
+    return share >= 0.3
+
+
+def count_levels(
+    labels: np.ndarray,
+    spacing: tuple[float, float] = (1.0, 1.0),
+    *,
+    min_area_mm2: float = 40.0,
+    probability: np.ndarray | None = None,
+) -> LevelCount:
+    """Find the discs of a slice, its lumbosacral junction, and name every disc.
+
+    See the module docstring for the rule and the warnings.
+    """
+    lab = np.asarray(labels)
+    discs, components = find_discs(lab, spacing, min_area_mm2=min_area_mm2, probability=probability)
+    warnings: list[str] = []
+    if not discs:
+        return LevelCount([], [], False, components, ["no disc found on the sagittal slice"])
+    names = [level_name(len(discs) - 1 - i) for i in range(len(discs))]
+    lowest = discs[-1]
+    sacrum = _vertebra_below(lab, lowest, spacing)
+    bottom_gap_mm = (lab.shape[0] - 1 - lowest.centroid[0]) * float(spacing[0])
+    if not sacrum:
+        warnings.append(
+            "no vertebra (sacrum) below the lowest disc: the field of view may not reach the sacrum; "
+            "levels are counted from the lowest visible disc"
+        )
+    elif bottom_gap_mm < max(lowest.length_mm * 0.5, 2 * lowest.thickness_mm):
+        warnings.append("the lowest disc is at the bottom edge of the image: the sacrum may be outside the field of view")
+    if len(discs) >= 3:
+        others = discs[:-1]
+        med_len = float(np.median([d.length_mm for d in others]))
+        med_area = float(np.median([d.area_px for d in others]))
+        if lowest.length_mm < 0.6 * med_len or lowest.area_px < 0.35 * med_area:
+            warnings.append("the lowest disc is rudimentary: possible transitional lumbosacral vertebra, check the count")
+        centres = np.array([d.centroid for d in discs]) * np.array([float(spacing[0]), float(spacing[1])])
+        gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+        median_gap = float(np.median(gaps))
+        for i, gap in enumerate(gaps):
+            if gap > 1.8 * median_gap:
+                warnings.append(
+                    f"gap of {gap:.0f} between {names[i]} and {names[i + 1]} is {gap / median_gap:.1f}x the median: "
+                    "a disc may be missing, names above it may be off by one"
+                )
+    else:
+        warnings.append(f"only {len(discs)} disc(s) visible: fewer than three, the count is uncertain")
+    return LevelCount(discs, names, sacrum, components, warnings)
