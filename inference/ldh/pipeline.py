@@ -1,0 +1,306 @@
+"""The lumbar pipeline: axial T2 stacks in, MSU findings per disc level out.
+
+Steps (STYLE.md's split): canonical orientation and preprocessing transforms
+(:mod:`inference.ldh.transforms`), the inferer with the network passed in
+(:mod:`inference.ldh.inferer`), post-processing (:mod:`inference.ldh.postprocess`),
+disc levels (:mod:`inference.ldh.levels`) and the MSU geometry
+(:mod:`inference.msu`) on the native pixel grid, so that the measurements are in
+the scanner's own millimetres.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference.labels import DISC_LEVELS, AxialLabel
+from inference.ldh.errors import LdhInputError
+from inference.ldh.inferer import LdhInferer
+from inference.ldh.levels import slice_levels
+from inference.ldh.network import build_network
+from inference.ldh.postprocess import clean_labels, herniation_confidence, left_direction_in_slice
+from inference.ldh.result import LdhResult, LevelFinding, SliceRef, StackSegmentation
+from inference.ldh.transforms import IMAGE, SPACING, canonical_orientation, inference_transforms, resample_back
+from inference.modelcard import ModelCard, WeightsError, bundled_weights, load_weights
+from inference.msu import MsuError, MsuMeasurement, measure_msu, select_max_slice
+from inference.runtime import select_device
+
+__all__ = ["LdhPipeline", "load_network"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_network(weights: Path | None = None, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelCard]:
+    """The segmentation network with verified weights (the bundled demo weights by default).
+
+    Raises
+    ------
+    WeightsError
+        Missing weights or card, or a checksum that does not match.
+    """
+    path = weights if weights is not None else bundled_weights("ldh")
+    state, card = load_weights(path, map_location="cpu")
+    channels = card.extra.get("network", {}).get("channels")
+    network = build_network(tuple(channels) if channels else None)
+    try:
+        network.load_state_dict(state.get("state_dict", state))
+    except RuntimeError as exc:
+        raise WeightsError(f"weights {path} do not fit the network: {exc}") from exc
+    return network.to(device).eval(), card
+
+
+class LdhPipeline:
+    """Segment axial T2 stacks and grade each disc level by the MSU classification.
+
+    Parameters
+    ----------
+    network
+        Any module mapping ``(N, 1, h, w)`` to ``(N, 7, h, w)`` logits (a stub in tests).
+    card
+        Model card of the weights (named in every result), or ``None`` for an untrained or stub network.
+    device
+        Torch device (see :func:`inference.runtime.select_device`).
+    inferer
+        Defaults to :class:`~inference.ldh.inferer.LdhInferer`.
+    levels_model
+        Network of the level finder (``None``: its bundled weights).
+    use_level_finder
+        ``False`` always takes levels from the stack order.
+    min_herniation_mm2
+        Herniated material smaller than this on a slice is ignored.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        *,
+        card: ModelCard | None = None,
+        device: str | torch.device = "cpu",
+        inferer: LdhInferer | None = None,
+        levels_model: torch.nn.Module | None = None,
+        use_level_finder: bool = True,
+        min_herniation_mm2: float = 2.0,
+    ) -> None:
+        self.device = torch.device(device)
+        self.network = network.to(self.device)
+        self.card = card
+        self.inferer = inferer if inferer is not None else LdhInferer()
+        self.levels_model = levels_model
+        self.use_level_finder = use_level_finder
+        self.min_herniation_mm2 = min_herniation_mm2
+        self._transforms = inference_transforms()
+
+    @classmethod
+    def from_weights(cls, weights: Path | None = None, device: str = "auto", **kwargs: Any) -> LdhPipeline:
+        """A pipeline on verified weights (bundled demo weights by default) and the configured device."""
+        dev = select_device(device)
+        network, card = load_network(weights, dev)
+        return cls(network, card=card, device=dev, **kwargs)
+
+    # -- segmentation ---------------------------------------------------------------------
+
+    def segment_stack(self, volume: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and herniation probability of one axial stack on its native grid.
+
+        Returns
+        -------
+        tuple
+            ``(labels, p_herniation)``, both ``(slices, rows, cols)``: uint8
+            :class:`~inference.labels.AxialLabel` values and float32 probabilities.
+        """
+        array = np.asarray(volume.array, dtype=np.float32)
+        if array.ndim != 3 or array.shape[0] == 0:
+            raise LdhInputError(f"an axial stack must be (slices, rows, cols), got shape {array.shape}")
+        orient = canonical_orientation(volume.row_direction, volume.column_direction)
+        spacing_native = (float(volume.spacing[1]), float(volume.spacing[2]))
+        spacing = orient.spacing(spacing_native)
+        canonical = orient.apply(array)
+        items = [self._transforms({IMAGE: torch.from_numpy(s[None].copy()), SPACING: spacing}) for s in canonical]
+        batch = torch.stack([torch.as_tensor(d[IMAGE]) for d in items]).to(self.device)
+        probs = self.inferer(batch, self.network)
+        probs = resample_back(probs, canonical.shape[1:]).cpu().numpy()
+        probs = orient.invert(probs)  # (k, C, rows, cols) on the native grid
+        left = left_direction_in_slice(volume.row_direction, volume.column_direction)
+        labels = np.stack(
+            [
+                clean_labels(p.argmax(axis=0), spacing_native, left, min_herniation_mm2=self.min_herniation_mm2)
+                for p in probs
+            ]
+        )
+        return labels, probs[:, AxialLabel.HERNIATION].astype(np.float32)
+
+    # -- the whole study ------------------------------------------------------------------
+
+    def __call__(self, axial: Sequence[Any], sagittal: Any | None = None) -> LdhResult:
+        """Run the pipeline on a study's axial T2 stacks (and its sagittal T2, for levels).
+
+        Parameters
+        ----------
+        axial
+            One :class:`~inference.volume.Volume` per axial stack.
+        sagittal
+            The sagittal T2 volume, or ``None`` (levels are then inferred from stack order).
+
+        Raises
+        ------
+        LdhInputError
+            Without any axial stack.
+        """
+        if not axial:
+            raise LdhInputError("the study has no axial T2 stack to grade")
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        segs: list[StackSegmentation] = []
+        for index, volume in enumerate(axial):
+            labels, p_hern = self.segment_stack(volume)
+            refs = tuple(
+                SliceRef(
+                    stack_index=index,
+                    slice_index=k,
+                    series_instance_uid=str(volume.series_instance_uid),
+                    sop_instance_uid=str(volume.sop_instance_uids[k]),
+                    frame_number=volume.frame_numbers[k],
+                )
+                for k in range(labels.shape[0])
+            )
+            segs.append(
+                StackSegmentation(
+                    stack_index=index,
+                    labels=labels,
+                    herniation_probability=p_hern.astype(np.float16),
+                    slices=refs,
+                    levels=(),
+                    affine=np.asarray(volume.affine, dtype=float),
+                    spacing=tuple(float(v) for v in volume.spacing),  # type: ignore[arg-type]
+                )
+            )
+        timings["segmentation"] = time.perf_counter() - start
+        t0 = time.perf_counter()
+        levels = slice_levels(axial, sagittal, model=self.levels_model, use_level_finder=self.use_level_finder)
+        timings["levels"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        by_level: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
+        for seg, stack_levels in zip(segs, levels):
+            seg.levels = tuple(lv.level for lv in stack_levels)
+            for k, lv in enumerate(stack_levels):
+                by_level[lv.level].append((seg.stack_index, k))
+        warnings: list[str] = []
+        if None in by_level:
+            warnings.append(f"{len(by_level[None])} axial slice(s) could not be given a disc level and were not graded")
+        findings = [
+            self._grade_level(level, slices, segs, axial, levels)
+            for level, slices in by_level.items()
+            if level is not None
+        ]
+        findings.sort(key=lambda f: DISC_LEVELS.index(f.level) if f.level in DISC_LEVELS else len(DISC_LEVELS))
+        timings["grading"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - start
+        card = self.card
+        return LdhResult(
+            findings=findings,
+            segmentations=segs,
+            model_name=card.name if card else "ldh-untrained",
+            model_version=card.version if card else "0",
+            model_sha256=card.sha256 if card else None,
+            notice=card.notice if card else "research use only; untrained or stub network",
+            warnings=warnings,
+            timings_s=timings,
+        )
+
+    def _grade_level(
+        self,
+        level: str,
+        slices: list[tuple[int, int]],
+        segs: list[StackSegmentation],
+        axial: Sequence[Any],
+        levels: list[list[Any]],
+    ) -> LevelFinding:
+        readings: list[MsuMeasurement | None] = []
+        problems: list[str] = []
+        for stack, k in slices:
+            volume = axial[stack]
+            spacing = (float(volume.spacing[1]), float(volume.spacing[2]))
+            left = left_direction_in_slice(volume.row_direction, volume.column_direction)
+            try:
+                readings.append(
+                    measure_msu(
+                        segs[stack].labels[k], spacing, left_direction=left, min_herniation_mm2=self.min_herniation_mm2
+                    )
+                )
+            except MsuError as exc:
+                readings.append(None)
+                problems.append(str(exc))
+        best = select_max_slice(readings)
+        if best is None:  # normal level: read on the slice with the most disc that could be measured
+            disc_area = [
+                float((segs[s].labels[k] == AxialLabel.DISC).sum()) if r is not None else -1.0
+                for (s, k), r in zip(slices, readings)
+            ]
+            best = int(np.argmax(disc_area)) if disc_area and max(disc_area) >= 0 else None
+        first_level = levels[slices[0][0]][slices[0][1]]
+        warnings = list(dict.fromkeys(first_level.warnings))
+        refs = tuple(segs[s].slices[k] for s, k in slices)
+        hern_probs = [segs[s].herniation_probability[k].astype(np.float32) for s, k in slices]
+        volume_mm3 = float(
+            sum(
+                (segs[s].labels[k] == AxialLabel.HERNIATION).sum() * float(np.prod(axial[s].spacing))
+                for s, k in slices
+            )
+        )
+        common: dict[str, Any] = dict(
+            level=level,
+            level_method=str(first_level.method),
+            level_inferred=first_level.method != "sagittal",
+            level_confidence=float(np.mean([levels[s][k].confidence for s, k in slices])),
+            slices=refs,
+            volume_mm3=volume_mm3,
+        )
+        if best is None or readings[best] is None:
+            reason = problems[0] if problems else "no slice to read"
+            unreadable = f"MSU not readable at {level}: {reason}"
+            logger.warning(unreadable)
+            return LevelFinding(
+                size=0, zone=None, side=None, depth_mm=0.0, reference_mm=float("nan"), ratio=0.0,
+                area_mm2=0.0, bbox=None, apex_px=None, fifty_percent_px=None, intrafacet_line_px=None,
+                quarter_points_px=None, confidence=0.0, slice=None, warnings=tuple(warnings + [unreadable]),
+                **common,
+            )
+        m = readings[best]
+        assert m is not None
+        stack, k = slices[best]
+        spacing = np.array([float(axial[stack].spacing[1]), float(axial[stack].spacing[2])])
+
+        def px(point: np.ndarray | None) -> tuple[float, float] | None:
+            return None if point is None else (float(point[0] / spacing[0]), float(point[1] / spacing[1]))
+
+        if m.size > 0:
+            confidence = herniation_confidence(hern_probs[best], segs[stack].labels[k] == AxialLabel.HERNIATION)
+        else:
+            confidence = 1.0 - float(max(float(p.max()) for p in hern_probs))
+        line = (px(m.line.right), px(m.line.left))
+        return LevelFinding(
+            size=m.size,
+            zone=m.zone,
+            side=m.side,
+            depth_mm=m.depth_mm,
+            reference_mm=m.reference_mm,
+            ratio=m.ratio,
+            area_mm2=m.area_mm2,
+            bbox=m.bbox,
+            apex_px=px(m.apex_mm),
+            fifty_percent_px=px(m.fifty_percent_mm),
+            intrafacet_line_px=line,  # type: ignore[arg-type]
+            quarter_points_px=tuple(px(q) for q in m.line.quarter_points()),  # type: ignore[arg-type]
+            confidence=float(confidence),
+            slice=refs[best],
+            warnings=tuple(warnings),
+            **common,
+        )
+

@@ -1,0 +1,99 @@
+"""Post-processing of the axial segmentation: probabilities to clean label slices.
+
+Numpy in, numpy out. Keeps one disc, one dural sac and one facet joint per
+side, drops specks of herniated material, and names the facets by the
+patient's side from the image orientation rather than trusting the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from inference.labels import AxialLabel
+
+__all__ = ["clean_labels", "herniation_confidence", "left_direction_in_slice"]
+
+logger = logging.getLogger(__name__)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndimage.sum(mask, lab, index=np.arange(1, n + 1))
+    return np.asarray(lab == (int(np.argmax(sizes)) + 1))
+
+
+def left_direction_in_slice(row_direction: Sequence[float], column_direction: Sequence[float]) -> np.ndarray:
+    """The patient's left (+x in LPS) as a ``(row, column)`` direction in a slice's pixel grid."""
+    return np.array([float(column_direction[0]), float(row_direction[0])])
+
+
+def clean_labels(
+    labels: np.ndarray,
+    spacing: Sequence[float],
+    left_direction: Sequence[float],
+    *,
+    min_herniation_mm2: float = 2.0,
+) -> np.ndarray:
+    """Tidy one ``(rows, cols)`` label slice.
+
+    * disc and dural sac: the largest connected component of each;
+    * facet joints: both classes pooled, the two largest components kept, and
+      named left/right by their position along ``left_direction``;
+    * herniated material: components smaller than ``min_herniation_mm2`` dropped.
+
+    Parameters
+    ----------
+    labels
+        Argmax of the network output (:class:`~inference.labels.AxialLabel`).
+    spacing
+        ``(row, column)`` spacing in mm.
+    left_direction
+        Patient's left in (row, column) space, see :func:`left_direction_in_slice`.
+    min_herniation_mm2
+        Smallest herniation component kept.
+    """
+    out = np.asarray(labels).astype(np.uint8, copy=True)
+    for cls in (AxialLabel.DISC, AxialLabel.DURAL_SAC):
+        mask = out == cls
+        if mask.any():
+            out[mask & ~_largest_component(mask)] = AxialLabel.BACKGROUND
+    facets = (out == AxialLabel.FACET_LEFT) | (out == AxialLabel.FACET_RIGHT)
+    out[facets] = AxialLabel.BACKGROUND
+    lab, n = ndimage.label(facets)
+    if n:
+        sizes = ndimage.sum(facets, lab, index=np.arange(1, n + 1))
+        keep = [int(i) + 1 for i in np.argsort(sizes)[::-1][:2]]
+        direction = np.asarray(left_direction, dtype=float)
+        scale = np.asarray(spacing, dtype=float)
+        centres = [np.argwhere(lab == i).mean(axis=0) * scale @ direction for i in keep]
+        if len(keep) == 2:
+            left_first = centres[0] > centres[1]
+            out[lab == keep[0]] = AxialLabel.FACET_LEFT if left_first else AxialLabel.FACET_RIGHT
+            out[lab == keep[1]] = AxialLabel.FACET_RIGHT if left_first else AxialLabel.FACET_LEFT
+        else:  # one facet: keep what the network called it
+            original = np.asarray(labels)[lab == keep[0]]
+            out[lab == keep[0]] = np.bincount(original, minlength=len(AxialLabel)).argmax()
+    hern = out == AxialLabel.HERNIATION
+    if hern.any():
+        lab, n = ndimage.label(hern)
+        sizes = ndimage.sum(hern, lab, index=np.arange(1, n + 1)) * float(spacing[0]) * float(spacing[1])
+        for i, size in enumerate(sizes, start=1):
+            if size < min_herniation_mm2:
+                out[lab == i] = AxialLabel.DISC if _touches(lab == i, out == AxialLabel.DISC) else AxialLabel.BACKGROUND
+    return out
+
+
+def _touches(mask: np.ndarray, other: np.ndarray) -> bool:
+    return bool((ndimage.binary_dilation(mask) & other).any())
+
+
+def herniation_confidence(probability: np.ndarray, mask: np.ndarray) -> float:
+    """Mean herniation probability inside the predicted herniation (``nan`` when empty)."""
+    values = np.asarray(probability)[np.asarray(mask, dtype=bool)]
+    return float(values.mean()) if values.size else float("nan")

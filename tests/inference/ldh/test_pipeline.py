@@ -1,0 +1,85 @@
+"""The pipeline on hand-made stacks with a stub network standing in for the real one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.labels import AxialLabel as L
+from inference.ldh.errors import LdhInputError
+from inference.ldh.inferer import LdhInferer
+from inference.ldh.pipeline import LdhPipeline
+
+from tests.inference.ldh.conftest import IntensityStub, labelled_slice, make_stack
+
+
+def study(mirrored: bool = False) -> tuple[list, list[np.ndarray]]:
+    """Three stacks of three slices: L3/L4 normal, L4/L5 2-B left, L5/S1 1-A."""
+    l34 = np.stack([labelled_slice()] * 3)
+    l45 = np.stack([labelled_slice(4, (65, 71)), labelled_slice(12, (65, 71)), labelled_slice()])
+    l51 = np.stack([labelled_slice(), labelled_slice(5, (46, 52)), labelled_slice(3, (46, 52))])
+    stacks = [
+        make_stack(l45, 40.0, mirrored=mirrored, name="l45"),
+        make_stack(l51, 0.0, mirrored=mirrored, name="l51"),
+        make_stack(l34, 80.0, mirrored=mirrored, name="l34"),
+    ]
+    return stacks, [l45, l51, l34]
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_pipeline_grades_each_level(stub: IntensityStub, mirrored: bool) -> None:
+    stacks, truth = study(mirrored)
+    pipe = LdhPipeline(stub, inferer=LdhInferer(roi_size=(96, 96)), use_level_finder=False)
+    result = pipe(stacks)
+    assert [f.level for f in result.findings] == ["L3/L4", "L4/L5", "L5/S1"]
+    l34, l45, l51 = result.findings
+    assert (l34.size, l34.zone) == (0, None)
+    assert (l45.size, l45.zone, l45.side) == (2, "B", "left")
+    assert l45.depth_mm == pytest.approx(12.0) and l45.ratio == pytest.approx(12 / 16)
+    assert l45.slice is not None and l45.slice.sop_instance_uid == "l45.1"
+    assert (l51.size, l51.zone, l51.side) == (1, "A", "central")
+    assert l51.slice is not None and l51.slice.sop_instance_uid == "l51.1"
+    assert all(f.level_inferred and f.level_method == "stack_order" for f in result.findings)
+    assert any("inferred" in w for w in l45.warnings)
+    assert l45.confidence > 0.9
+    assert l45.area_mm2 == pytest.approx(12 * 7)
+    assert l45.volume_mm3 == pytest.approx((4 + 12) * 7 * 4.0)
+    assert "L4/L5 (inferred): MSU 2-B left (depth 12.0 mm, 75 %)" in result.summary
+    # the masks come back on the native grid, slice by slice
+    for seg, lab in zip(result.segmentations, truth):
+        expected = lab[..., ::-1] if mirrored else lab
+        np.testing.assert_array_equal(seg.labels, expected)
+        assert len(seg.slices) == lab.shape[0]
+        assert seg.levels[0] in ("L3/L4", "L4/L5", "L5/S1")
+
+
+def test_bbox_and_points_are_native_pixels(stub: IntensityStub) -> None:
+    stacks, _ = study(mirrored=True)
+    f = LdhPipeline(stub, inferer=LdhInferer(roi_size=(96, 96)), use_level_finder=False)(stacks).finding("L4/L5")
+    assert f is not None and f.bbox == (50, 28, 61, 34)  # mirrored columns 65-71 -> 28-34
+    assert f.apex_px is not None and f.apex_px[1] == pytest.approx(31.0)
+    right, left = f.intrafacet_line_px  # type: ignore[misc]
+    assert right[1] == pytest.approx(75.0) and left[1] == pytest.approx(24.0)
+
+
+def test_facet_sides_come_from_orientation_not_the_network(stub: IntensityStub) -> None:
+    # the network swaps the facet labels; post-processing names them by position
+    lab = np.stack([labelled_slice(12, (65, 71))] * 2)
+    swapped = lab.copy()
+    swapped[lab == L.FACET_LEFT] = L.FACET_RIGHT
+    swapped[lab == L.FACET_RIGHT] = L.FACET_LEFT
+    result = LdhPipeline(stub, inferer=LdhInferer(roi_size=(96, 96)), use_level_finder=False)([make_stack(swapped, 0.0)])
+    assert result.findings[0].side == "left"
+
+
+def test_no_axial_stack_is_an_input_error(stub: IntensityStub) -> None:
+    with pytest.raises(LdhInputError):
+        LdhPipeline(stub)([])
+
+
+def test_level_finder_without_sagittal_falls_back_to_stack_order(stub: IntensityStub) -> None:
+    pytest.importorskip("inference.levels")
+    stacks, _ = study()
+    result = LdhPipeline(stub, inferer=LdhInferer(roi_size=(96, 96)))(stacks, None)
+    assert [f.level for f in result.findings] == ["L3/L4", "L4/L5", "L5/S1"]
+    assert all(f.level_inferred for f in result.findings)
