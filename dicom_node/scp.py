@@ -239,8 +239,8 @@ class Receiver:
             study_uid, series_uid, ds = self._check(data, request)
         except _Refused as refused:
             logger.warning(
-                "refused C-STORE from %s (%s): %s", calling_ae, peer, refused.reason,
-                extra={"sop_uid": sop_uid, "status": f"0x{refused.status:04X}"},
+                "refused C-STORE (0x%04X) from %s (%s): %s", int(refused.status), calling_ae,
+                peer, refused.reason, extra={"sop_uid": sop_uid},
             )
             self._audit_failure(refused.status, refused.reason, audit)
             return refused.status
@@ -249,13 +249,13 @@ class Receiver:
 
         if not self.store.has_space(len(data)):
             reason = "free disk space below min_free_disk_mb"
-            logger.error("refused C-STORE: %s", reason, extra=extra)
+            logger.error("refused C-STORE (0xA700): %s", reason, extra=extra)
             self._audit_failure(Status.OUT_OF_RESOURCES, reason, audit)
             return Status.OUT_OF_RESOURCES
         try:
             stored = self.store.put(study_uid, series_uid, sop_uid, data)
         except StoreFullError as exc:
-            logger.error("refused C-STORE: store full: %s", exc, extra=extra)
+            logger.error("refused C-STORE (0xA700): store full: %s", exc, extra=extra)
             self._audit_failure(Status.OUT_OF_RESOURCES, f"store full: {exc}", audit)
             return Status.OUT_OF_RESOURCES
         except (StorageError, OSError) as exc:

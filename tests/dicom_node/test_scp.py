@@ -1,0 +1,251 @@
+"""The receiver against a live ``dicom-node serve``, with pynetdicom as the SCU."""
+
+from __future__ import annotations
+
+import hashlib
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import CTImageStorage
+
+from dicom_node.dimse import Status
+from dicom_node.scp import is_valid_uid, parse_instance
+from tests.dicom_node.serve_harness import (
+    ServeProcess,
+    associate,
+    audit,
+    echo_ok,
+    indexed,
+    make_instance,
+    send_files_as_is,
+    serve_node,
+    start_serve,
+)
+
+__all__ = ["serve_node"]  # the fixture, imported for pytest
+
+MR = (MRImageStorage, [ExplicitVRLittleEndian])
+
+
+def _store(node: ServeProcess, ds: Dataset | Path, context: tuple[str, list[str]] = MR) -> int:
+    assoc = associate(node.port, [context])
+    assert assoc.is_established
+    try:
+        with send_files_as_is():
+            status = assoc.send_c_store(ds)
+        return int(status.Status)
+    finally:
+        assoc.release()
+
+
+def _write_raw(path: Path, ds: Dataset, meta_sop_uid: str) -> Path:
+    """A Part 10 file whose meta names ``meta_sop_uid`` whatever the data set holds."""
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = meta_sop_uid
+    ds.preamble = b"\x00" * 128
+    old = pydicom.config.settings.writing_validation_mode
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE  # a bad UID on purpose
+    try:
+        ds.save_as(path, enforce_file_format=False)
+    finally:
+        pydicom.config.settings.writing_validation_mode = old
+    return path
+
+
+def test_uid_syntax() -> None:
+    assert is_valid_uid("1.2.840.10008.1.1")
+    for bad in ("", "1", "1..2", "1.02", "1.2.a", "1.2 ", "1." * 40 + "1", None):
+        assert not is_valid_uid(bad)
+
+
+def test_truncated_bytes_are_refused_by_the_parser() -> None:
+    ds = make_instance(generate_uid(), generate_uid(), 1)
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    assert parse_instance(data).SOPInstanceUID == ds.SOPInstanceUID
+    with pytest.raises(ValueError, match="truncated"):
+        parse_instance(data[:-10])
+    with pytest.raises(ValueError):
+        parse_instance(b"not dicom at all" * 10)
+
+
+def test_store_is_durable_indexed_and_audited(serve_node: ServeProcess) -> None:
+    ds = make_instance(generate_uid(), generate_uid(), 1)
+    assert _store(serve_node, ds) == Status.SUCCESS
+    rows = indexed(serve_node)
+    assert list(rows) == [ds.SOPInstanceUID]
+    path, sha256, version = rows[ds.SOPInstanceUID]
+    data = Path(path).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == sha256
+    # stored as received: the file ends with exactly the encoded data set we sent
+    assert data.endswith(encode(ds, False, True))
+    assert pydicom.dcmread(path).SOPInstanceUID == ds.SOPInstanceUID
+    events = audit(serve_node, kind="store")
+    assert [(e.outcome, e.calling_ae, e.sop_uid) for e in events] == [
+        ("0x0000", "TEST_SCU", ds.SOPInstanceUID)
+    ]
+    assert events[0].peer.startswith("127.0.0.1:")
+    assert version == 1
+
+
+def test_resend_is_idempotent_and_new_content_is_a_new_version(serve_node: ServeProcess) -> None:
+    ds = make_instance(generate_uid(), generate_uid(), 1)
+    assert _store(serve_node, ds) == Status.SUCCESS
+    assert _store(serve_node, ds) == Status.SUCCESS
+    assert len(indexed(serve_node)) == 1
+    ds.SeriesDescription = "changed"
+    assert _store(serve_node, ds) == Status.SUCCESS
+    rows = indexed(serve_node)
+    assert len(rows) == 1
+    path, sha256, version = rows[ds.SOPInstanceUID]
+    assert version == 2
+    assert pydicom.dcmread(path).SeriesDescription == "changed"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        ("missing_sop_uid", Status.MISSING_OR_INVALID_UID),
+        ("mismatched_sop_uid", Status.SOP_INSTANCE_UID_MISMATCH),
+        ("bad_study_uid", Status.MISSING_OR_INVALID_UID),
+        ("missing_series_uid", Status.MISSING_OR_INVALID_UID),
+        ("wrong_sop_class", Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS),
+    ],
+)
+def test_bad_uids_get_their_status(
+    serve_node: ServeProcess, tmp_path: Path, mutate: str, expected: Status
+) -> None:
+    ds = make_instance(generate_uid(), generate_uid(), 1)
+    meta_uid = ds.SOPInstanceUID
+    context = MR
+    if mutate == "missing_sop_uid":
+        del ds.SOPInstanceUID
+    elif mutate == "mismatched_sop_uid":
+        ds.SOPInstanceUID = generate_uid()
+    elif mutate == "bad_study_uid":
+        ds.StudyInstanceUID = "1.2.3.abc"
+    elif mutate == "missing_series_uid":
+        del ds.SeriesInstanceUID
+    elif mutate == "wrong_sop_class":
+        ds.SOPClassUID = CTImageStorage
+    path = _write_raw(tmp_path / "bad.dcm", ds, meta_uid)
+    assert _store(serve_node, path, context) == expected
+    assert indexed(serve_node) == {}
+    assert echo_ok(serve_node.port)
+    assert f"0x{expected:04X}" in serve_node.log()
+    assert [e.outcome for e in audit(serve_node, kind="store")] == [f"0x{expected:04X}"]
+
+
+def test_wrong_called_ae_is_rejected(serve_node: ServeProcess) -> None:
+    assoc = associate(serve_node.port, called_ae="NOT_OURS")
+    assert assoc.is_rejected
+    assert assoc.acceptor.primitive.diagnostic == 0x07
+    assert echo_ok(serve_node.port)
+    assert any("NOT_OURS" in (e.detail or "") for e in audit(serve_node, kind="association"))
+
+
+def test_allow_lists(tmp_path: Path) -> None:
+    node = start_serve(tmp_path / "node", allowed_calling_aets=["PACS"])
+    try:
+        assoc = associate(node.port, calling_ae="STRANGER")
+        assert assoc.is_rejected
+        assert assoc.acceptor.primitive.diagnostic == 0x03
+        assert echo_ok(node.port, calling_ae="PACS")
+    finally:
+        assert node.stop() == 0
+    node = start_serve(tmp_path / "node2", allowed_hosts=["10.9.8.7"],
+                       allowed_calling_aets=[])
+    try:
+        assert not echo_ok(node.port)
+        assert "peer address 127.0.0.1 is not allowed" in node.log()
+    finally:
+        assert node.stop() == 0
+
+
+def test_disk_floor_answers_out_of_resources(tmp_path: Path) -> None:
+    node = start_serve(tmp_path / "node", min_free_disk_mb=10**9)
+    try:
+        ds = make_instance(generate_uid(), generate_uid(), 1)
+        assert _store(node, ds) == Status.OUT_OF_RESOURCES
+        assert indexed(node) == {}
+        assert not list((node.settings.storage_dir / "instances").rglob("*.dcm"))
+        assert echo_ok(node.port)
+    finally:
+        assert node.stop() == 0
+
+
+def _sendable(path: str) -> tuple[str, str, bool] | None:
+    """(SOP Class UID, transfer syntax, has file meta) of a test file, None if unsendable."""
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    except Exception:
+        return None
+    meta = getattr(ds, "file_meta", None)
+    sop_class = (meta.get("MediaStorageSOPClassUID") if meta else None) or ds.get("SOPClassUID")
+    sop_uid = (meta.get("MediaStorageSOPInstanceUID") if meta else None) or ds.get("SOPInstanceUID")
+    ts = meta.get("TransferSyntaxUID") if meta else None
+    if not sop_class or not sop_uid:
+        return None  # no SCU can address a C-STORE without them
+    has_meta = ts is not None and "MediaStorageSOPInstanceUID" in meta
+    if ts is None:
+        ts = "1.2.840.10008.1.2" if ds.is_implicit_VR else (
+            "1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2")
+    return str(sop_class), str(ts), has_meta
+
+
+def test_every_pydicom_test_file_gets_a_documented_status(serve_node: ServeProcess) -> None:
+    from pydicom.data import get_testdata_files
+
+    documented = {int(s) for s in Status}
+    results: dict[str, int] = {}
+    for path in sorted(get_testdata_files()):
+        if not Path(path).is_file():
+            continue
+        sendable = _sendable(path)
+        if sendable is None:
+            continue
+        sop_class, ts, has_meta = sendable
+        assoc = associate(serve_node.port, [(sop_class, [ts])])
+        try:
+            if not assoc.is_established or not assoc.accepted_contexts:
+                results[Path(path).name] = -1  # a non-storage SOP class: context rejected
+                continue
+            payload: Path | Dataset = Path(path)
+            if not has_meta:
+                payload = pydicom.dcmread(path, force=True)
+                payload.file_meta = pydicom.dataset.FileMetaDataset()
+                payload.file_meta.TransferSyntaxUID = ts
+            try:
+                with send_files_as_is():
+                    status = assoc.send_c_store(payload)
+            except Exception:  # the SCU cannot encode it: nothing was sent
+                results[Path(path).name] = -2
+                continue
+            results[Path(path).name] = int(status.Status) if status else -3
+        finally:
+            if assoc.is_established:
+                assoc.release()
+    assert len(results) > 50
+    # DICOMDIR (Media Storage Directory) is not a storage SOP class: its context is refused
+    assert {name for name, s in results.items() if s == -1} <= {
+        name for name in results if name.startswith("DICOMDIR")
+    }
+    sent = {name: s for name, s in results.items() if s >= 0}
+    assert set(sent.values()) <= documented, results
+    assert results["MR_truncated.dcm"] == Status.CANNOT_UNDERSTAND
+    assert results["rtplan_truncated.dcm"] == Status.CANNOT_UNDERSTAND
+    # the test file's meta names another SOP Instance UID than its data set
+    assert results["rtplan.dcm"] == Status.SOP_INSTANCE_UID_MISMATCH
+    for name in ("MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                 "JPEG2000.dcm", "MR_small_RLE.dcm"):
+        assert results[name] == Status.SUCCESS, name
+    successes = sum(1 for s in sent.values() if s == Status.SUCCESS)
+    assert len(indexed(serve_node)) <= successes  # some test files share a SOP Instance UID
+    assert len(indexed(serve_node)) > 20
+    assert echo_ok(serve_node.port)
