@@ -84,9 +84,10 @@ _LOCALIZER = re.compile(
     r"locali[sz]er|(?<![a-z])loc(?![a-z])|scout|survey|tri[ _-]?pilot|3[ _-]?pl(?:ane)?(?![a-z])|aahead"
 )
 _PLANE_WORDS = (
-    (AnatomicalPlane.AXIAL, re.compile(r"(?<![a-z])(?:ax|axial|tra|trans|transverse|tra_obl)(?![a-z])|_tra\b")),
-    (AnatomicalPlane.SAGITTAL, re.compile(r"(?<![a-z])s?(?:sag|sagittal)(?![a-z])")),
-    (AnatomicalPlane.CORONAL, re.compile(r"(?<![a-z])(?:cor|coronal|semi[ _-]?cor)(?![a-z])")),
+    # GE writes oblique planes with an O prefix: OAx, OSag, OCor
+    (AnatomicalPlane.AXIAL, re.compile(r"(?<![a-z])o?(?:ax|axial|tra|trans|transverse)(?![a-z])")),
+    (AnatomicalPlane.SAGITTAL, re.compile(r"(?<![a-z])o?(?:sag|sagittal)(?![a-z])")),
+    (AnatomicalPlane.CORONAL, re.compile(r"(?<![a-z])(?:o?cor|coronal|semi[ _-]?cor(?:onal)?)(?![a-z])")),
 )
 _LUMBAR = re.compile(
     r"lumb|(?<![a-z])l[ _-]?spine|lspine|(?<![a-z])lws(?![a-z])|(?<![a-z])ls[ _-]?spine|lumbosacral|(?<![a-z])lss?(?![a-z])"

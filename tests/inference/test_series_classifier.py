@@ -199,9 +199,17 @@ def test_orientation_wins_over_description() -> None:
     assert any("description says sagittal" in r for r in result.reasons)
 
 
-def test_plane_from_description_without_orientation() -> None:
-    result = classify_series(_header("Sag T1 FSE", None, 10, 600, body="LSPINE"))
-    assert result.plane is SAG and result.plane_angle_deg is None
+@pytest.mark.parametrize(
+    ("description", "plane"),
+    [("Sag T1 FSE", SAG), ("OCor T1 FSE", COR), ("OAx T2 FRFSE", AX), ("t1_tse_cor_obl", COR),
+     ("T2W_TSE_TRA", AX), ("t2_tse_tra_p2", AX), ("semi-coronal STIR", COR)],
+)
+def test_plane_from_description_without_orientation(description: str, plane: AnatomicalPlane) -> None:
+    result = classify_series(_header(description, None, 10, 600, body="LSPINE"))
+    assert result.plane is plane and result.plane_angle_deg is None
+
+
+def test_no_plane_without_orientation_or_words() -> None:
     assert classify_series(_header("Series 2", None, 10, 600)).plane is None
 
 
