@@ -150,16 +150,22 @@ def find_discs(
     return discs, components
 
 
-def _vertebra_below(labels: np.ndarray, disc: Disc2D, spacing: tuple[float, float]) -> bool:
-    """Whether vertebra (the sacrum) fills the region just caudal to ``disc``."""
+def body_below(labels: np.ndarray, disc: Disc2D, spacing: tuple[float, float]) -> tuple[float, float]:
+    """Vertebra directly caudal to ``disc``: its contiguous height and the image left below the disc.
+
+    Samples a band of half the disc's length around its centre, in 1 mm steps
+    along the disc's caudal normal; a step counts as bone when at least half its
+    pixels are vertebra.
+
+    Returns
+    -------
+    tuple
+        ``(height_mm of the vertebra run starting at the disc's lower edge,
+        image extent in mm below the disc centre along the normal)``.
+    """
     sr, sc = float(spacing[0]), float(spacing[1])
     r0, c0 = disc.centroid
-    half_len = 0.4 * disc.length_mm
-    depth = max(disc.length_mm * 0.6, 3.0 * disc.thickness_mm)
-    rows = np.arange(labels.shape[0])
-    cols = np.arange(labels.shape[1])
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    # coordinates in mm relative to the disc centre, along its axis and its caudal normal
+    rr, cc = np.indices(labels.shape)
     dr, dc = (rr - r0) * sr, (cc - c0) * sc
     ax = np.array(disc.axis)
     normal = np.array([ax[1], -ax[0]])
@@ -167,11 +173,26 @@ def _vertebra_below(labels: np.ndarray, disc: Disc2D, spacing: tuple[float, floa
         normal = -normal
     along = dr * ax[0] + dc * ax[1]
     down = dr * normal[0] + dc * normal[1]
-    region = (np.abs(along) <= half_len) & (down > 0.5 * disc.thickness_mm) & (down <= depth)
-    if not region.any():
-        return False
-    share = float(np.mean(labels[region] == SagittalLabel.VERTEBRA))
-    return share >= 0.3
+    band = np.abs(along) <= 0.25 * disc.length_mm
+    extent = float(down[band].max()) if band.any() else 0.0
+    start = 0.5 * disc.thickness_mm
+    height = 0.0
+    step = 1.0
+    bone = labels == SagittalLabel.VERTEBRA
+    gap_allowed = 2.0  # mm of non-bone tolerated (endplate, partial volume)
+    depth, missed = start, 0.0
+    while depth < extent:
+        sel = band & (down >= depth) & (down < depth + step)
+        if not sel.any():
+            break
+        if float(np.mean(bone[sel])) >= 0.5:
+            height, missed = depth + step - start, 0.0
+        else:
+            missed += step
+            if missed > gap_allowed:
+                break
+        depth += step
+    return height, extent
 
 
 def count_levels(
@@ -192,24 +213,33 @@ def count_levels(
         return LevelCount([], [], False, components, ["no disc found on the sagittal slice"])
     names = [level_name(len(discs) - 1 - i) for i in range(len(discs))]
     lowest = discs[-1]
-    sacrum = _vertebra_below(lab, lowest, spacing)
-    bottom_gap_mm = (lab.shape[0] - 1 - lowest.centroid[0]) * float(spacing[0])
-    if not sacrum:
+    centres = np.array([d.centroid for d in discs]) * np.array([float(spacing[0]), float(spacing[1])])
+    gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    segment_mm = float(np.median(gaps)) if gaps.size else 3.5 * lowest.thickness_mm
+    height, extent = body_below(lab, lowest, spacing)
+    # The sacrum below L5/S1 is either unlabelled (SPIDER's masks) or one block taller than a
+    # lumbar body (phantoms label it as vertebra); a body of lumbar height that ends, with
+    # image below it, means the lowest disc may not be L5/S1.
+    lumbar_like = 0.35 * segment_mm <= height < 1.1 * segment_mm and extent > height + 0.5 * segment_mm
+    sacrum = not lumbar_like
+    if extent < 0.8 * segment_mm:
+        sacrum = False
         warnings.append(
-            "no vertebra (sacrum) below the lowest disc: the field of view may not reach the sacrum; "
+            "the lowest disc is near the bottom edge of the image: the field of view may not reach the sacrum; "
             "levels are counted from the lowest visible disc"
         )
-    elif bottom_gap_mm < max(lowest.length_mm * 0.5, 2 * lowest.thickness_mm):
-        warnings.append("the lowest disc is at the bottom edge of the image: the sacrum may be outside the field of view")
+    elif lumbar_like:
+        warnings.append(
+            f"a vertebral body of lumbar height ({height:.0f} vs {segment_mm:.0f} per segment) lies below the lowest "
+            "disc: the lowest disc may not be L5/S1 (transitional vertebra or a missed disc), check the count"
+        )
     if len(discs) >= 3:
         others = discs[:-1]
         med_len = float(np.median([d.length_mm for d in others]))
         med_area = float(np.median([d.area_px for d in others]))
-        if lowest.length_mm < 0.6 * med_len or lowest.area_px < 0.35 * med_area:
+        if lowest.length_mm < 0.5 * med_len and lowest.area_px < 0.3 * med_area:
             warnings.append("the lowest disc is rudimentary: possible transitional lumbosacral vertebra, check the count")
-        centres = np.array([d.centroid for d in discs]) * np.array([float(spacing[0]), float(spacing[1])])
-        gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
-        median_gap = float(np.median(gaps))
+        median_gap = segment_mm
         for i, gap in enumerate(gaps):
             if gap > 1.8 * median_gap:
                 warnings.append(

@@ -62,14 +62,15 @@ def draw_spine(
     top: int = 40,
     pitch: int = 48,
     disc_height: int = 10,
-    sacrum: bool = True,
+    below: str = "sacrum",
     lowest_length: int | None = None,
     skip: int | None = None,
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """A canonical sagittal label map (rows cranial to caudal, columns anterior to posterior).
 
     Vertebral bodies alternate with discs down a column; a sacral block below the
-    lowest disc when ``sacrum``; a canal behind them. Returns the map and the
+    lowest disc (``below="sacrum"``), nothing (``"none"``, SPIDER's masks leave the
+    sacrum unlabelled) or one lumbar-height body (``"lumbar"``); a canal behind them. Returns the map and the
     disc centres ``(row, col)`` cranial to caudal (a ``skip``-ped disc is not drawn
     and not listed).
     """
@@ -89,9 +90,9 @@ def draw_spine(
         else:
             labels[row : row + disc_height, left:right] = SagittalLabel.VERTEBRA
         body_end = row + pitch
-        if lowest and not sacrum:
+        if lowest and below == "none":
             break
-        if lowest:
+        if lowest and below == "sacrum":
             body_end = min(shape[0], row + disc_height + 70)
         labels[row + disc_height : body_end, left:right] = SagittalLabel.VERTEBRA
         row += pitch

@@ -1,0 +1,100 @@
+"""Disc finding, the lumbosacral junction and the level count on hand-drawn label maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.labels import SagittalLabel
+from inference.levels import count_levels, level_name
+from inference.levels.junction import find_discs
+from tests.inference.levels.shapes import draw_spine
+
+
+def test_level_names_count_up_from_l5s1() -> None:
+    assert [level_name(i) for i in range(8)] == [
+        "L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2", "T12/L1", "T11/T12", "T10/T11",
+    ]
+    with pytest.raises(ValueError):
+        level_name(-1)
+
+
+def test_find_discs_centroids_axis_and_thickness() -> None:
+    labels, centres = draw_spine(n_discs=4)
+    discs, components = find_discs(labels, (0.5, 0.5), min_area_mm2=10)
+    assert len(discs) == 4
+    np.testing.assert_allclose([d.centroid for d in discs], centres, atol=1e-6)
+    for d in discs:
+        assert abs(d.axis[1]) == pytest.approx(1.0)  # long axis anterior-posterior
+        assert d.thickness_mm == pytest.approx(5.0)  # 10 rows of 0.5 mm
+        assert d.length_mm == pytest.approx(35.0)
+    assert set(np.unique(components)) == {0, 1, 2, 3, 4}
+
+
+def test_tilted_disc_axis_follows_the_disc() -> None:
+    labels = np.zeros((200, 200), np.uint8)
+    rr, cc = np.indices(labels.shape)
+    # a band tilted 20 degrees (posterior end lower), 10 px thick
+    angle = np.radians(20)
+    across = (rr - 100) * np.cos(angle) - (cc - 100) * np.sin(angle)
+    along = (rr - 100) * np.sin(angle) + (cc - 100) * np.cos(angle)
+    labels[(np.abs(across) < 5) & (np.abs(along) < 30)] = SagittalLabel.DISC
+    (disc,), _ = find_discs(labels)
+    assert np.degrees(np.arctan2(disc.axis[0], disc.axis[1])) == pytest.approx(20, abs=1.5)
+
+
+def test_small_components_are_not_discs() -> None:
+    labels, _ = draw_spine(n_discs=5)
+    labels[5:8, 5:8] = SagittalLabel.DISC  # 9 px of noise
+    discs, _ = find_discs(labels, (1.0, 1.0), min_area_mm2=40)
+    assert len(discs) == 5
+
+
+@pytest.mark.parametrize("below", ["sacrum", "none"])
+def test_junction_with_sacrum_labelled_or_unlabelled(below: str) -> None:
+    labels, centres = draw_spine(n_discs=5, below=below)
+    count = count_levels(labels)
+    assert count.names == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+    assert count.sacrum_found
+    assert count.warnings == []
+    assert count.junction is not None and count.junction.centroid == pytest.approx(centres[-1])
+
+
+def test_seven_discs_reach_the_thoracic_spine() -> None:
+    labels, _ = draw_spine(shape=(420, 256), n_discs=7, top=20, pitch=44, below="none")
+    count = count_levels(labels)
+    assert count.names[0] == "T11/T12" and count.names[-1] == "L5/S1"
+
+
+def test_field_of_view_not_reaching_the_sacrum_is_flagged() -> None:
+    labels, _ = draw_spine(shape=(260, 256), n_discs=5, top=40, below="none")
+    count = count_levels(labels)
+    assert not count.sacrum_found
+    assert any("may not reach the sacrum" in w for w in count.warnings)
+
+
+def test_lumbar_body_below_the_lowest_disc_is_flagged() -> None:
+    labels, _ = draw_spine(n_discs=5, below="lumbar")
+    count = count_levels(labels)
+    assert not count.sacrum_found
+    assert any("may not be L5/S1" in w for w in count.warnings)
+
+
+def test_rudimentary_lowest_disc_is_flagged() -> None:
+    labels, _ = draw_spine(n_discs=5, lowest_length=20)
+    count = count_levels(labels)
+    assert any("transitional" in w for w in count.warnings)
+
+
+def test_missing_disc_gap_is_flagged() -> None:
+    labels, _ = draw_spine(n_discs=5, skip=2)
+    count = count_levels(labels)
+    assert len(count.discs) == 4
+    assert any("may be missing" in w for w in count.warnings)
+
+
+def test_fewer_than_three_discs_is_flagged() -> None:
+    labels, _ = draw_spine(n_discs=2)
+    assert any("fewer than three" in w for w in count_levels(labels).warnings)
+    empty = count_levels(np.zeros((50, 50), np.uint8))
+    assert empty.discs == [] and empty.junction is None and empty.warnings
