@@ -1,0 +1,212 @@
+"""Training of the axial segmentation network: seeded, resumable, with checkpoints and a progress bar.
+
+Works on prepared slices (see :func:`inference.ldh.data.prepare_slices`), so a
+test can train on slices drawn in memory and the command on phantoms or a
+site's own studies. On CPU it runs fp32 and deterministic; on CUDA with AMP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+from tqdm import tqdm
+
+from inference.labels import AxialLabel
+from inference.ldh.inferer import LdhInferer
+from inference.ldh.network import NETWORK_CONFIG, build_network
+from inference.ldh.transforms import IMAGE, LABEL, PATCH, train_transforms
+from inference.modelcard import write_card
+from inference.runtime import seed_everything, select_device
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate_slices", "save_weights", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters (recorded in the checkpoint and the model card)."""
+
+    epochs: int = 20
+    steps_per_epoch: int = 50
+    batch_size: int = 8
+    learning_rate: float = 3e-3
+    patch: tuple[int, int] = PATCH
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 2
+    augment: bool = True
+    channels: tuple[int, ...] = tuple(NETWORK_CONFIG["channels"])  # type: ignore[arg-type]
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the network, its losses per epoch, validation Dice per class."""
+
+    network: torch.nn.Module
+    epoch_losses: list[float]
+    step_losses: list[float]
+    val_dice: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _batches(
+    slices: Sequence[dict[str, Any]], cfg: TrainConfig, rng: np.random.Generator
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    transform = train_transforms(patch=cfg.patch, augment=cfg.augment)
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for i in rng.integers(0, len(slices), size=cfg.batch_size):
+            out = transform({IMAGE: slices[int(i)][IMAGE], LABEL: slices[int(i)][LABEL].long()})
+            sample = out[0] if isinstance(out, list) else out
+            images.append(torch.as_tensor(sample[IMAGE]))
+            labels.append(torch.as_tensor(sample[LABEL]))
+        return torch.stack(images).float(), torch.stack(labels).long()
+
+    return draw
+
+
+def train(
+    slices: Sequence[dict[str, Any]],
+    cfg: TrainConfig,
+    *,
+    val_slices: Sequence[dict[str, Any]] = (),
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a network on prepared slices.
+
+    Parameters
+    ----------
+    slices
+        Training slices: dicts with ``image`` ``(1, h, w)`` and ``label`` ``(1, h, w)``.
+    cfg
+        Hyper-parameters.
+    val_slices
+        Slices for the per-class Dice printed at the end (optional).
+    checkpoint
+        Written after every epoch (network, optimiser, epoch, losses, RNG state).
+    resume
+        Continue from ``checkpoint`` when it exists.
+    progress
+        Show a tqdm bar.
+    """
+    if not slices:
+        raise ValueError("no training slices")
+    start = time.perf_counter()
+    device = select_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, cfg.num_threads))
+    seed_everything(cfg.seed, deterministic=device.type == "cpu")
+    rng = np.random.default_rng(cfg.seed)
+    network = build_network(cfg.channels).to(device)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    warmup = max(1, total_steps // 20)
+
+    def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 5 %
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.05 + 0.95 * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, lambda_ce=1.0, lambda_dice=1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    first_epoch, epoch_losses, step_losses = 0, [], []
+    if resume and checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        network.load_state_dict(state["state_dict"])
+        optimiser.load_state_dict(state["optimizer"])
+        first_epoch = int(state["epoch"]) + 1
+        done = first_epoch * cfg.steps_per_epoch  # the schedule is a function of the step: jump to it
+        scheduler.last_epoch = done
+        for group in optimiser.param_groups:
+            group["lr"] = group["initial_lr"] * schedule(done)
+        epoch_losses, step_losses = list(state["epoch_losses"]), list(state["step_losses"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        logger.info("resumed from %s at epoch %d", checkpoint, first_epoch)
+    draw = _batches(slices, cfg, rng)
+    bar = tqdm(total=total_steps, initial=first_epoch * cfg.steps_per_epoch, disable=not progress, desc="train ldh")
+    for epoch in range(first_epoch, cfg.epochs):
+        network.train()
+        running = []
+        for _ in range(cfg.steps_per_epoch):
+            images, labels = draw()
+            images, labels = images.to(device), labels.to(device)
+            optimiser.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+                loss = loss_fn(network(images), labels)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            scheduler.step()
+            running.append(float(loss.detach()))
+            step_losses.append(running[-1])
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{np.mean(running[-10:]):.3f}")
+        epoch_losses.append(float(np.mean(running)))
+        logger.info("epoch %d: loss %.4f", epoch, epoch_losses[-1])
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save(
+                {
+                    "state_dict": network.state_dict(),
+                    "optimizer": optimiser.state_dict(),
+                    "epoch": epoch,
+                    "epoch_losses": epoch_losses,
+                    "step_losses": step_losses,
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "config": asdict(cfg),
+                },
+                tmp,
+            )
+            tmp.replace(checkpoint)
+    bar.close()
+    result = TrainResult(network=network.eval(), epoch_losses=epoch_losses, step_losses=step_losses)
+    if val_slices:
+        result.val_dice = evaluate_slices(network, val_slices, device=device)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def evaluate_slices(
+    network: torch.nn.Module, slices: Sequence[dict[str, Any]], *, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Dice per class (foreground classes) pooled over prepared slices."""
+    inferer = LdhInferer()
+    inter = np.zeros(len(AxialLabel))
+    total = np.zeros(len(AxialLabel))
+    for item in slices:
+        probs = inferer(torch.as_tensor(item[IMAGE])[None].to(device), network)
+        pred = probs.argmax(dim=1)[0].cpu().numpy()
+        ref = torch.as_tensor(item[LABEL])[0].numpy()
+        for c in range(1, len(AxialLabel)):
+            p, r = pred == c, ref == c
+            inter[c] += np.logical_and(p, r).sum()
+            total[c] += p.sum() + r.sum()
+    return {AxialLabel(c).name.lower(): (2 * inter[c] / total[c] if total[c] else float("nan")) for c in range(1, len(AxialLabel))}
+
+
+def save_weights(network: torch.nn.Module, path: Path, card: dict[str, Any]) -> Path:
+    """Write a state dict (fp32, CPU) to ``path`` and its model card beside it; returns the card's path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+    torch.save(state, path)
+    data = dict(card)
+    data.setdefault("network", {k: list(v) if isinstance(v, tuple) else v for k, v in NETWORK_CONFIG.items()})
+    return write_card(path, data)
+
