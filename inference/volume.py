@@ -24,11 +24,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from inference.errors import VolumeError
+from inference.errors import MissingSliceError, VolumeError
 from inference.geometry import Plane, patient_to_voxel, plane_of_slice, voxel_to_patient
 from inference.volume_frames import FrameRecord, frame_records, is_image_dataset
 from inference.volume_pixels import decode_stack
-from inference.volume_stacks import group_frames, sort_stack
+from inference.volume_stacks import group_frames, missing_instance_numbers, sort_stack, split_runs
 
 __all__ = ["InstanceHeader", "Volume", "load_series_headers", "load_volumes", "read_headers"]
 
@@ -220,6 +220,11 @@ def _header_without_pixels(ds: Dataset) -> Dataset:
     return header
 
 
+def _number_list(numbers: Sequence[int], limit: int = 10) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
 def _build(records: list[FrameRecord], **tolerances: float) -> Volume:
     stack = sort_stack(records, **tolerances)
     array = decode_stack(stack.records)
@@ -294,16 +299,37 @@ def load_volumes(
     if not records:
         logger.info("no image instances in the source (%d files/datasets)", len(pairs))
         return []
+    tolerances = {"spacing_rtol": spacing_rtol, "spacing_atol": spacing_atol}
+    missing: dict[str, list[int] | None] = {}
+    for record in records:
+        if record.series_instance_uid not in missing:
+            missing[record.series_instance_uid] = missing_instance_numbers(
+                [r for r in records if r.series_instance_uid == record.series_instance_uid]
+            )
     volumes = []
     for group in group_frames(records, position_tolerance=spacing_atol):
         if group[0].localizer and not include_localizers:
             logger.debug("leaving out a localiser stack of %d frames", len(group))
             continue
-        try:
-            volumes.append(_build(group, spacing_rtol=spacing_rtol, spacing_atol=spacing_atol))
-        except VolumeError as exc:
-            logger.info("stack of %d frames refused: %s", len(group), exc)
-            raise
+        holes = missing[group[0].series_instance_uid]
+        runs = split_runs(group, **tolerances) if holes == [] else None
+        if runs is None or len(runs) == 1:
+            runs = [group]
+        else:
+            logger.info("a stack of %d frames holds %d parallel blocks; split at the gaps", len(group), len(runs))
+        for run in runs:
+            try:
+                volumes.append(_build(run, **tolerances))
+            except MissingSliceError as exc:
+                if holes:
+                    raise MissingSliceError(
+                        f"{exc}; InstanceNumbers {_number_list(holes)} of the series were not received"
+                    ) from exc
+                logger.info("stack of %d frames refused: %s", len(run), exc)
+                raise
+            except VolumeError as exc:
+                logger.info("stack of %d frames refused: %s", len(run), exc)
+                raise
     logger.info(
         "%d volume(s) from %d frames", len(volumes), len(records), extra={"volumes": len(volumes)}
     )

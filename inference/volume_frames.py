@@ -52,6 +52,7 @@ class FrameRecord:
     acquisition_number: int | None
     image_type: tuple[str, ...]
     temporal: tuple[Any, ...]  #: temporal position / trigger time, to tell repeated positions apart
+    instance_number: int | None = None
 
     @property
     def frame_number(self) -> int | None:
@@ -197,6 +198,7 @@ def _single_frame(ds: Dataset, path: Path | None) -> FrameRecord:
         acquisition_number=_optional_int(ds.get("AcquisitionNumber")),
         image_type=image_type,
         temporal=temporal,
+        instance_number=_optional_int(ds.get("InstanceNumber")),
     )
 
 
@@ -280,6 +282,7 @@ def _multi_frame(ds: Dataset, path: Path | None) -> list[FrameRecord]:
                 acquisition_number=_optional_int(ds.get("AcquisitionNumber")),
                 image_type=frame_type or image_type,
                 temporal=temporal,
+                instance_number=_optional_int(ds.get("InstanceNumber")),
             )
         )
     return records

@@ -8,6 +8,12 @@ by acquisition number, then image type, then temporal position; only if none of
 these separates them is it an error. (Acquisition number does not split a stack
 by itself: Siemens concatenations interleave slices of one stack across
 acquisition numbers.)
+
+Parallel blocks with a gap between them (GE "groups", unangled disc blocks) look
+like a stack with missing slices. They are told apart by the InstanceNumbers of
+the series: when no number is missing, nothing was lost in transfer and the gap
+was planned, so the stack is split into regular runs (:func:`split_runs`);
+otherwise the gap is reported as missing slices.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from inference.errors import (
 from inference.geometry import affine_from_slice
 from inference.volume_frames import FrameRecord
 
-__all__ = ["SortedStack", "group_frames", "sort_stack"]
+__all__ = ["SortedStack", "group_frames", "missing_instance_numbers", "sort_stack", "split_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +128,79 @@ def group_frames(records: Sequence[FrameRecord], position_tolerance: float = 0.0
         for cluster in _orientation_clusters(group):
             stacks.extend(_resolve_duplicates(cluster, position_tolerance))
     return stacks
+
+
+def missing_instance_numbers(records: Sequence[FrameRecord]) -> list[int] | None:
+    """InstanceNumbers absent from the range the single-frame instances of a series span.
+
+    Parameters
+    ----------
+    records
+        All frames of one series (every stack of it).
+
+    Returns
+    -------
+    list[int] | None
+        The missing numbers (empty when the numbering is complete), or ``None``
+        when single-frame instances lack InstanceNumber and nothing can be said.
+        Multi-frame instances are ignored: their frames cannot be lost one by one.
+    """
+    singles = {r.sop_instance_uid: r.instance_number for r in records if r.frame_index is None}
+    if not singles:
+        return []
+    if any(number is None for number in singles.values()):
+        return None
+    numbers = {int(n) for n in singles.values() if n is not None}
+    return sorted(set(range(min(numbers), max(numbers) + 1)) - numbers)
+
+
+def split_runs(
+    records: Sequence[FrameRecord], *, spacing_rtol: float = 0.02, spacing_atol: float = 0.01
+) -> list[list[FrameRecord]] | None:
+    """Split one orientation's frames into runs of evenly spaced, aligned slices.
+
+    A new run starts wherever the gap along the normal differs from the run's
+    own step, or the in-plane position jumps. Each run keeps its own spacing.
+
+    Parameters
+    ----------
+    records
+        Frames of one orientation group.
+    spacing_rtol, spacing_atol
+        As in :func:`sort_stack`.
+
+    Returns
+    -------
+    list[list[FrameRecord]] | None
+        The runs (a single run when the stack is regular), or ``None`` when
+        splitting would leave a run of one slice: then the frames are not
+        planned blocks and :func:`sort_stack` reports what is wrong with them.
+    """
+    if len(records) < 2:
+        return [list(records)]
+    orientation = records[0].orientation
+    normal = np.cross(orientation[:3], orientation[3:])
+    ordered = sorted(records, key=lambda r: float(np.dot(r.position, normal)))
+    runs: list[list[FrameRecord]] = [[ordered[0]]]
+    step: np.ndarray | None = None
+    for previous, record in zip(ordered, ordered[1:]):
+        delta = record.position - previous.position
+        gap = float(np.dot(delta, normal))
+        if gap <= spacing_atol:
+            return None  # duplicates: sort_stack says so
+        if step is None:
+            step = delta
+            runs[-1].append(record)
+            continue
+        tolerance = max(spacing_atol, spacing_rtol * float(np.dot(step, normal)))
+        if float(np.linalg.norm(delta - step)) <= tolerance:
+            runs[-1].append(record)
+        else:
+            runs.append([record])
+            step = None
+    if len(runs) > 1 and min(len(run) for run in runs) < 2:
+        return None
+    return runs
 
 
 def _check_same_grid(records: Sequence[FrameRecord]) -> None:

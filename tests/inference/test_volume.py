@@ -152,13 +152,34 @@ def test_repeated_acquisition_splits(tmp_path: Path) -> None:
 def test_missing_slice_is_refused(tmp_path: Path) -> None:
     paths, _, _ = write_stack(tmp_path, n=6)
     paths[2].unlink()
-    with pytest.raises(MissingSliceError, match="1 slice\\(s\\) missing"):
+    with pytest.raises(MissingSliceError, match="1 slice\\(s\\) missing") as info:
+        load_volumes(tmp_path)
+    assert "InstanceNumbers 3 of the series were not received" in str(info.value)
+
+
+def test_planned_gap_splits_parallel_blocks(tmp_path: Path) -> None:
+    """Two parallel blocks 20 mm apart, numbered 1-8 without a hole: planned, not lost."""
+    positions = np.concatenate([stack_positions(AXIAL, 4, 4.0), stack_positions(AXIAL, 4, 3.0, (-20, -30, 50))])
+    pixels = random_pixels(8)
+    write_stack(tmp_path, n=8, positions=positions, pixels=pixels, reverse=False)
+    volumes = load_volumes(tmp_path)
+    assert [v.shape[0] for v in volumes] == [4, 4]
+    assert [round(v.spacing[0], 3) for v in volumes] == [4.0, 3.0]
+    np.testing.assert_array_equal(volumes[1].array, pixels[4:])
+    np.testing.assert_allclose(volumes[1].image_position(0), [-20, -30, 50], atol=1e-3)
+
+
+def test_planned_gap_with_a_lost_instance_is_refused(tmp_path: Path) -> None:
+    positions = np.concatenate([stack_positions(AXIAL, 4, 4.0), stack_positions(AXIAL, 4, 4.0, (-20, -30, 39))])
+    paths, _, _ = write_stack(tmp_path, n=8, positions=positions, reverse=False)
+    paths[6].unlink()  # a slice of the second block never arrived
+    with pytest.raises(IrregularSpacingError):
         load_volumes(tmp_path)
 
 
 def test_irregular_spacing_is_refused(tmp_path: Path) -> None:
     positions = stack_positions(AXIAL, 5, 4.0)
-    positions[3:, 2] += 1.3
+    positions[4, 2] += 1.3  # the last gap is 5.3 mm: no run of regular slices explains it
     write_stack(tmp_path, positions=positions, n=5)
     with pytest.raises(IrregularSpacingError, match="irregular") as info:
         load_volumes(tmp_path)
