@@ -1,24 +1,205 @@
-"""``dicom-node train ldh`` and ``dicom-node evaluate ldh`` (placeholder until the pipeline lands)."""
+"""``dicom-node train ldh`` and ``dicom-node evaluate ldh``.
+
+Training reads labelled studies in the phantom layout (see
+:mod:`inference.ldh.data`), or makes phantoms from a seed range when no data is
+given. Evaluation runs the pipeline on a labelled set and prints the source
+study's table; with ``--rater-a``/``--rater-b`` it compares two raters' label
+files instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRAIN_SEEDS = "0:48"
+DEFAULT_EVAL_SEEDS = "10000:10020"
+
+
+def _seed_range(text: str) -> range:
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected START:STOP, got {text!r}") from exc
+    if stop <= start:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
+    return range(start, stop)
+
+
+def _phantoms(seeds: range, root: Path) -> list[Path]:
+    """Lumbar phantom studies for ``seeds`` under ``root`` (made once, reused afterwards)."""
+    from inference.phantoms.lumbar import generate_lumbar_study
+
+    out = []
+    for seed in seeds:
+        folder = root / f"lumbar-{seed:05d}"
+        if not (folder / "ground_truth.json").is_file():
+            generate_lumbar_study(folder, seed)
+        out.append(folder)
+    return out
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--data", type=Path, nargs="*", default=[], help="study folders or folders holding them (phantom layout)")
+    parser.add_argument("--synth-seeds", type=_seed_range, default=None, help=f"train on lumbar phantoms of these seeds (default {DEFAULT_TRAIN_SEEDS} when no --data)")
+    parser.add_argument("--synth-dir", type=Path, default=Path("var/phantoms/lumbar"), help="where phantoms are made and kept")
+    parser.add_argument("--out", type=Path, default=Path("var/train/ldh"), help="checkpoint, weights and model card go here")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--steps-per-epoch", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of studies held out for the Dice printed at the end")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--version", default="0.1.0", help="version written in the model card")
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    print("dicom-node train ldh: not implemented yet", file=sys.stderr)
-    return 2
+    from inference.ldh.data import find_studies, load_study, prepare_slices
+    from inference.ldh.errors import LdhError
+    from inference.ldh.training import TrainConfig, save_weights, train
+
+    seeds = args.synth_seeds if args.synth_seeds is not None else (None if args.data else _seed_range(DEFAULT_TRAIN_SEEDS))
+    try:
+        folders = find_studies(args.data)
+        if seeds is not None:
+            print(f"making lumbar phantoms for seeds {seeds.start}-{seeds.stop - 1} in {args.synth_dir} ...", file=sys.stderr)
+            folders += _phantoms(seeds, args.synth_dir)
+        if not folders:
+            print("no labelled studies found (give --data or --synth-seeds)", file=sys.stderr)
+            return 2
+        n_val = int(round(len(folders) * args.val_fraction)) if len(folders) > 1 else 0
+        val_folders, train_folders = folders[:n_val], folders[n_val:]
+        t0 = time.perf_counter()
+        train_slices = prepare_slices([load_study(f) for f in train_folders])
+        val_slices = prepare_slices([load_study(f) for f in val_folders])
+        print(f"{len(train_folders)} training studies ({len(train_slices)} slices), {len(val_folders)} validation "
+              f"studies; prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        cfg = TrainConfig(
+            epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+            learning_rate=args.lr, seed=args.seed, device=args.device, num_threads=args.threads,
+        )
+        result = train(
+            train_slices, cfg, val_slices=val_slices, checkpoint=args.out / "checkpoint.pt",
+            resume=args.resume, progress=not args.no_progress,
+        )
+    except LdhError as exc:
+        print(f"train ldh: {exc}", file=sys.stderr)
+        return 1
+    weights = args.out / "ldh.pt"
+    card = {
+        "name": "ldh",
+        "version": args.version,
+        "task": "axial lumbar T2 segmentation (disc, herniation, dural sac, facets, vertebra) for MSU grading",
+        "training_data": {
+            "phantom_seeds": [seeds.start, seeds.stop] if seeds is not None else None,
+            "studies": [str(f) for f in train_folders],
+            "validation_studies": [str(f) for f in val_folders],
+            "slices": len(train_slices),
+        },
+        "training": {**{k: v for k, v in vars(cfg).items() if k != "channels"}, "seconds": round(result.seconds, 1),
+                     "final_loss": result.epoch_losses[-1] if result.epoch_losses else None},
+        "validation_dice": result.val_dice,
+    }
+    save_weights(result.network, weights, card)
+    print(f"weights: {weights} (card {weights.with_suffix('.card.json')}); {result.seconds:.0f} s")
+    for name, value in result.val_dice.items():
+        print(f"  validation Dice {name:12s} {value:.3f}")
+    return 0
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--data", type=Path, nargs="*", default=[], help="labelled study folders (phantom layout)")
+    parser.add_argument("--synth-seeds", type=_seed_range, default=None, help=f"evaluate on phantoms of these seeds (default {DEFAULT_EVAL_SEEDS} when no --data; never used in training)")
+    parser.add_argument("--synth-dir", type=Path, default=None, help="where phantoms are made (default: a temporary folder)")
+    parser.add_argument("--weights", type=Path, default=None, help="model weights with their card (default: the bundled demo weights)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-level-finder", action="store_true", help="levels from the stack order only")
+    parser.add_argument("--iou-threshold", type=float, default=0.5, help="IoU a detected herniation must reach")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--predictions", type=Path, default=None, help="write the model's label files here")
+    parser.add_argument("--json", type=Path, default=None, help="write the metrics as JSON here")
+    parser.add_argument("--rater-a", type=Path, default=None, help="reference label file(s): compare two raters, no model")
+    parser.add_argument("--rater-b", type=Path, default=None, help="second rater's label file(s)")
+
+
+def _print_report(report: Any, title: str, args: argparse.Namespace) -> None:
+    from inference.ldh.evaluation import format_report
+
+    print(format_report(report, title))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    print("dicom-node evaluate ldh: not implemented yet", file=sys.stderr)
-    return 2
+    import torch
+
+    from inference.ldh.data import find_studies, load_study
+    from inference.ldh.errors import LdhError
+    from inference.ldh.evaluation import (
+        cases_from_labels,
+        cases_from_result,
+        iter_cases,
+        read_label_files,
+        result_to_labels,
+        summarise,
+    )
+    from inference.ldh.pipeline import LdhPipeline
+    from inference.modelcard import WeightsError
+
+    try:
+        if args.rater_a is not None or args.rater_b is not None:
+            if args.rater_a is None or args.rater_b is None:
+                print("evaluate ldh: --rater-a and --rater-b go together", file=sys.stderr)
+                return 2
+            cases = cases_from_labels(read_label_files(args.rater_a), read_label_files(args.rater_b))
+            report = summarise(cases, iou_threshold=args.iou_threshold, n_boot=args.bootstrap)
+            _print_report(report, f"LDH agreement: {args.rater_b} against {args.rater_a}", args)
+            return 0
+        torch.set_num_threads(max(1, args.threads))
+        pipeline = LdhPipeline.from_weights(args.weights, device=args.device, use_level_finder=not args.no_level_finder)
+        with tempfile.TemporaryDirectory(prefix="ldh-eval-") as tmp:
+            folders = find_studies(args.data)
+            seeds = args.synth_seeds if args.synth_seeds is not None else (None if args.data else _seed_range(DEFAULT_EVAL_SEEDS))
+            if seeds is not None:
+                folders += _phantoms(seeds, args.synth_dir or Path(tmp))
+            if not folders:
+                print("no labelled studies found", file=sys.stderr)
+                return 2
+            per_study, seconds = [], []
+            for folder in folders:
+                study = load_study(folder)
+                t0 = time.perf_counter()
+                result = pipeline(study.axial, study.sagittal)
+                seconds.append(time.perf_counter() - t0)
+                per_study.append(cases_from_result(result, study.ground_truth, study.labels, study=folder.name))
+                if args.predictions is not None:
+                    args.predictions.mkdir(parents=True, exist_ok=True)
+                    uid = str(study.ground_truth.get("study_instance_uid", folder.name))
+                    (args.predictions / f"{folder.name}.json").write_text(
+                        json.dumps(result_to_labels(result, uid), indent=2) + "\n", encoding="utf-8"
+                    )
+        report = summarise(iter_cases(per_study), iou_threshold=args.iou_threshold, n_boot=args.bootstrap)
+        card = pipeline.card
+        name = f"{card.name} {card.version} (sha256 {card.sha256[:12]}...)" if card else "untrained"
+        _print_report(report, f"LDH evaluation of {name}", args)
+        print(f"\npipeline time per study: mean {sum(seconds) / len(seconds):.2f} s over {len(seconds)} studies")
+        if card is not None and card.synthetic:
+            print(card.notice)
+    except (LdhError, WeightsError) as exc:
+        print(f"evaluate ldh: {exc}", file=sys.stderr)
+        return 1
+    return 0
