@@ -39,7 +39,7 @@ Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[Da
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
 
-@dataclass
+@dataclass(eq=False)
 class Volume:
     """One geometrically consistent stack of slices.
 
@@ -74,6 +74,18 @@ class Volume:
     sop_class_uid: str
     headers: list[Dataset] = field(default_factory=list)
     is_localizer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume.array must be (slices, rows, columns), got shape {self.array.shape}")
+        if np.shape(self.affine) != (4, 4):
+            raise ValueError(f"Volume.affine must be 4 x 4, got shape {np.shape(self.affine)}")
+        n = self.array.shape[0]
+        if len(self.sop_instance_uids) != n or len(self.frame_numbers) != n:
+            raise ValueError(
+                f"Volume has {n} slices but {len(self.sop_instance_uids)} SOP Instance UIDs "
+                f"and {len(self.frame_numbers)} frame numbers"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:

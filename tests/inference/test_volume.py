@@ -278,3 +278,18 @@ def test_load_series_headers_groups_a_study(tmp_path: Path) -> None:
     sag = next(v for v in series.values() if len(v) == 4)
     (volume,) = load_volumes([h.dataset for h in sag])
     assert volume.shape == (4, 12, 10)
+
+
+def test_volume_checks_its_own_shape() -> None:
+    from inference.volume import Volume
+
+    common = dict(spacing=(1.0, 1.0, 1.0), series_instance_uid="1", study_instance_uid="2",
+                  frame_of_reference_uid=None, sop_class_uid="3")
+    Volume(np.zeros((2, 3, 4), np.float32), np.eye(4), sop_instance_uids=["a", "b"], frame_numbers=[None, None],
+           **common)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="2 slices but 1"):
+        Volume(np.zeros((2, 3, 4), np.float32), np.eye(4), sop_instance_uids=["a"], frame_numbers=[None],
+               **common)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="4 x 4"):
+        Volume(np.zeros((2, 3, 4), np.float32), np.eye(3), sop_instance_uids=["a", "b"], frame_numbers=[1, 2],
+               **common)  # type: ignore[arg-type]
