@@ -1,24 +1,165 @@
-"""``dicom-node train levels`` and ``dicom-node evaluate levels`` (placeholder until the pipeline lands)."""
+"""``dicom-node train levels`` and ``dicom-node evaluate levels``: the sagittal disc-level network.
+
+Data: a SPIDER-style folder (``images/PPP_sliceNN.png`` and ``masks/PPP_sliceNN.png``,
+mask values 29 disc / 76 vertebra / 150 canal). Patients are split into training
+and held-out sets by ``--split-seed`` and ``--test-fraction``, never slices.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+from pathlib import Path
+from typing import Any
+
+from inference.levels.errors import LevelsError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VERSION = "0.1.0"
+
+
+def _add_split(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spider", type=Path, required=True, help="SPIDER-style folder with images/ and masks/")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the patient split (default 0)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="share of patients held out (default 0.2)")
+    parser.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N (default cpu)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def run_train(args: argparse.Namespace) -> int:
-    print("dicom-node train levels: not implemented yet", file=sys.stderr)
-    return 2
+    """Options of ``dicom-node train levels``."""
+    _add_split(parser)
+    parser.add_argument("--out", type=Path, required=True, help="output folder (levels.pt, card, checkpoint)")
+    parser.add_argument("--epochs", type=int, default=70)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="version written into the model card")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Options of ``dicom-node evaluate levels``."""
+    _add_split(parser)
+    parser.add_argument("--weights", type=Path, default=None, help="weights with a card (default: bundled demo weights)")
+    parser.add_argument("--all", action="store_true", help="evaluate every patient, not only the held-out ones")
+    parser.add_argument("--per-slice", action="store_true", help="print one line per slice")
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary and per-slice results here")
+
+
+def _split(args: argparse.Namespace) -> tuple[list[Any], list[str], list[str]]:
+    from inference.levels.spider import load_spider, split_patients
+
+    slices = load_spider(args.spider)
+    train_ids, test_ids = split_patients([s.patient for s in slices], args.test_fraction, args.split_seed)
+    return slices, train_ids, test_ids
+
+
+def _evaluate(model: Any, slices: list[Any], patients: list[str], device: Any) -> tuple[Any, list[Any]]:
+    from inference.levels.evaluation import evaluate_slices, summarise
+
+    chosen = [s for s in slices if s.patient in set(patients)]
+    items = [(f"{s.patient}_slice{s.slice_number:02d}", s.image, s.labels) for s in chosen]
+    results = evaluate_slices(model, items, device=device)
+    return summarise(results, len(set(patients))), results
+
+
+def _print_summary(summary: Any, title: str) -> None:
+    print(title)
+    print(f"  slices {summary.slices} of {summary.patients} patients; discs {summary.ref_discs} reference, {summary.pred_discs} predicted")
+    print(f"  disc Dice            {summary.dice_disc:.3f}   (target >= 0.85)")
+    print(f"  disc recall          {summary.disc_recall:.3f}   (target >= 0.97)")
+    print(f"  disc precision       {summary.disc_precision:.3f}")
+    print(f"  junction right       {summary.junction_right:.1%}")
+    print(f"  level count right    {summary.count_right:.1%}   (target >= 95 %; every disc in view named right)")
+    print(f"  lumbar levels right  {summary.lumbar_right:.1%}   (junction and T12/L1..L5/S1 named right)")
+    print(f"  vertebra Dice {summary.dice_vertebra:.3f}, canal Dice {summary.dice_canal:.3f}")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, export float16 weights, evaluate on the held-out patients, write the card."""
+    import torch
+    from tqdm import tqdm
+
+    from inference.levels.model import LevelsModel, build_network
+    from inference.levels.spider import SPIDER_CITATION
+    from inference.levels.training import TrainConfig, prepare_sample, train_levels
+    from inference.modelcard import write_card
+    from inference.runtime import select_device
+
+    try:
+        device = select_device(args.device)
+        slices, train_ids, test_ids = _split(args)
+        samples = [prepare_sample(s.image, s.labels) for s in slices if s.patient in set(train_ids)]
+        config = TrainConfig(
+            out_dir=args.out,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=args.seed,
+            device=str(device),
+            threads=args.threads,
+        )
+        result = train_levels(samples, config, progress=lambda it: tqdm(it, desc="epochs", unit="epoch"))
+        network = build_network()
+        network.load_state_dict({k: v.float() for k, v in torch.load(result.weights, weights_only=True).items()})
+        summary, _ = _evaluate(LevelsModel(network), slices, test_ids, device)
+    except (LevelsError, OSError, RuntimeError) as exc:
+        print(f"dicom-node train levels: {exc}", file=sys.stderr)
+        return 1
+    card = {
+        "name": "levels",
+        "version": args.version,
+        "task": "sagittal lumbar T2 segmentation (disc, vertebra, spinal canal) for disc-level counting",
+        "architecture": "MONAI UNet 2D, channels 16-256, strides 2x4, 2 residual units; input 320x256",
+        "weights_dtype": "float16",
+        "training_data": {
+            "spider": SPIDER_CITATION,
+            "slices": len(samples),
+            "train_patients": train_ids,
+            "held_out_patients": test_ids,
+            "phantoms": None,
+        },
+        "seeds": {"training": args.seed, "split": args.split_seed},
+        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seconds": round(result.seconds)},
+        "metrics_held_out": summary.as_dict(),
+        "synthetic_training_data": False,
+        "intended_use": "research use only; trained on public SPIDER MRI (CC BY 4.0); not a medical device",
+    }
+    write_card(result.weights, card)
+    _print_summary(summary, f"held-out patients {', '.join(test_ids)}")
+    print(f"weights: {result.weights}")
+    return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    print("dicom-node evaluate levels: not implemented yet", file=sys.stderr)
-    return 2
+    """Print disc Dice, detection and level-count accuracy for a SPIDER-style set."""
+    from inference.levels.model import load_levels_model
+    from inference.runtime import select_device
+
+    try:
+        device = select_device(args.device)
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+        model = load_levels_model(args.weights, device=device)
+        slices, _, test_ids = _split(args)
+        patients = sorted({s.patient for s in slices}) if args.all else test_ids
+        summary, results = _evaluate(model, slices, patients, device)
+    except (LevelsError, OSError, RuntimeError) as exc:
+        print(f"dicom-node evaluate levels: {exc}", file=sys.stderr)
+        return 1
+    card = model.card
+    if card is not None:
+        print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}...)")
+    _print_summary(summary, f"{'all' if args.all else 'held-out'} patients: {', '.join(patients)}")
+    if args.per_slice:
+        for r in results:
+            flag = "ok " if r.count_right else "BAD"
+            print(f"  {flag} {r.name}: Dice {r.dice_disc:.3f}, discs {r.pred_discs}/{r.ref_discs}, lowest {r.pred_names[-1:] or '-'}; {'; '.join(r.warnings)}")
+    if args.json is not None:
+        payload = {"summary": summary.as_dict(), "slices": [r.__dict__ for r in results]}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0

@@ -33,7 +33,7 @@ from inference.levels.errors import LevelsDataError
 from inference.levels.model import CANVAS, build_network, fit_to_canvas, normalise_intensity, plan_fit
 from inference.runtime import seed_everything
 
-__all__ = ["TrainConfig", "TrainResult", "prepare_sample", "train_levels", "train_transforms"]
+__all__ = ["TrainConfig", "TrainResult", "export_weights", "prepare_sample", "train_levels", "train_transforms"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,12 @@ def prepare_sample(
     r0, c0 = fit.offset
     canvas[..., r0 : r0 + fit.size[0], c0 : c0 + fit.size[1]] = resized
     return {"image": tensor.numpy(), "label": canvas[0].numpy()}
+
+
+def export_weights(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """Save a state dict for shipping: floating tensors as float16 (half the size; loading casts back)."""
+    torch.save({k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in state.items()}, path)
+    return path
 
 
 def train_transforms() -> Compose:
@@ -187,6 +193,6 @@ def train_levels(
             checkpoint,
         )
     network.cpu()
-    torch.save({k: v.detach().clone() for k, v in network.state_dict().items()}, result.weights)
+    export_weights(network.state_dict(), result.weights)
     result.seconds = time.monotonic() - t0
     return result
