@@ -2,10 +2,12 @@
 
 Layout of one study folder (the phantom contract, inference/phantoms/CONTRACT.md)::
 
-    <study>/dicom/ax_t2/*.dcm        axial T2 (one or several stacks)
+    <study>/dicom/ax_t2/*.dcm        axial T2 (one or several stacks; "<n>_ax_t2" also found)
     <study>/dicom/sag_t2/*.dcm       sagittal T2 (optional, for levels)
     <study>/labels/ax_t2.npz         "labels" (n, rows, cols) uint8 AxialLabel values and
                                      "sop_instance_uids" (n,) naming the slice of each
+                                     (or labels/ax_t2.npy with the UIDs in ground_truth.json's
+                                     "series" entry for ax_t2, as the phantom generator writes)
     <study>/ground_truth.json        per disc level "msu_size", "zone", "side" (evaluation only)
 
 A site labels its own images the same way: masks keyed by SOP Instance UID, so the
@@ -35,7 +37,7 @@ from inference.ldh.transforms import (
     canonical_orientation,
 )
 
-__all__ = ["LabelledStudy", "find_studies", "load_study", "prepare_slices"]
+__all__ = ["LabelledStudy", "find_studies", "load_study", "normalise_discs", "prepare_slices"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +55,75 @@ class LabelledStudy:
     ground_truth: dict[str, Any]
 
 
+def _series_entries(truth: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``series`` of a ground truth as ``{key: entry}`` (a mapping in the contract, a list with ``role`` in practice)."""
+    series = truth.get("series", {})
+    if isinstance(series, dict):
+        return {str(k): dict(v) for k, v in series.items()}
+    return {str(e.get("role")): dict(e) for e in series if isinstance(e, dict)}
+
+
+def _series_dir(path: Path, key: str, truth: dict[str, Any]) -> Path | None:
+    entry = _series_entries(truth).get(key, {})
+    candidates = [path / str(entry["folder"])] if "folder" in entry else []
+    candidates += [path / "dicom" / key, *sorted((path / "dicom").glob(f"*_{key}"))]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _read_truth(path: Path) -> dict[str, Any]:
+    gt_path = path / "ground_truth.json"
+    if not gt_path.is_file():
+        return {}
+    try:
+        data = json.loads(gt_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LdhDataError(f"{gt_path}: unreadable ({exc})") from exc
+    return dict(data)
+
+
+def normalise_discs(truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ground truth's ``discs`` with the contract's keys.
+
+    Accepts ``zone``/``side``/``max_slice_sop_instance_uid``/``axial_stack`` (the
+    contract) or ``msu_zone``/``msu_side``/``sop_instance_uid`` (levels imaged
+    by an axial stack carry a slice UID).
+    """
+    out = []
+    for disc in truth.get("discs", []):
+        d = dict(disc)
+        d.setdefault("zone", disc.get("msu_zone"))
+        d.setdefault("side", disc.get("msu_side"))
+        uid = disc.get("max_slice_sop_instance_uid", disc.get("sop_instance_uid"))
+        d["max_slice_sop_instance_uid"] = uid if int(disc.get("msu_size", 0)) > 0 else None
+        if "axial_stack" not in d:
+            d["axial_stack"] = 0 if disc.get("sop_instance_uid") or disc.get("slice_index") is not None else None
+        out.append(d)
+    return out
+
+
 def find_studies(roots: Iterable[Path]) -> list[Path]:
-    """Study folders (holding ``dicom/ax_t2``) under or at each root, sorted."""
+    """Study folders (holding ``dicom/ax_t2`` or ``dicom/<n>_ax_t2``) under or at each root, sorted."""
     found: set[Path] = set()
     for root in roots:
         root = Path(root)
-        if (root / "dicom" / AXIAL_KEY).is_dir():
-            found.add(root)
-        else:
-            found.update(p.parent.parent for p in root.glob(f"**/dicom/{AXIAL_KEY}") if p.is_dir())
+        hits = [p for p in root.glob("**/dicom/*") if p.is_dir() and (p.name == AXIAL_KEY or p.name.endswith("_" + AXIAL_KEY))]
+        found.update(p.parent.parent for p in hits)
     return sorted(found)
+
+
+def _read_labels(path: Path, truth: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    npz_path = path / "labels" / f"{AXIAL_KEY}.npz"
+    npy_path = path / "labels" / f"{AXIAL_KEY}.npy"
+    try:
+        if npz_path.is_file():
+            with np.load(npz_path) as npz:
+                return np.asarray(npz["labels"]), [str(u) for u in npz["sop_instance_uids"]]
+        uids = _series_entries(truth).get(AXIAL_KEY, {}).get("sop_instance_uids")
+        if npy_path.is_file() and uids:
+            return np.load(npy_path), [str(u) for u in uids]
+    except (OSError, KeyError, ValueError) as exc:
+        raise LdhDataError(f"{path}: unreadable axial labels ({exc})") from exc
+    raise LdhDataError(f"{path}: no axial labels (labels/{AXIAL_KEY}.npz, or .npy with the SOP UIDs in ground_truth.json)")
 
 
 def _load_volumes(folder: Path) -> list[Any]:
@@ -83,32 +144,30 @@ def load_study(path: Path, *, with_labels: bool = True) -> LabelledStudy:
         Missing axial series, labels missing for a slice, or label shapes that differ from the images.
     """
     path = Path(path)
-    axial = _load_volumes(path / "dicom" / AXIAL_KEY)
+    truth = _read_truth(path)
+    ax_dir = _series_dir(path, AXIAL_KEY, truth)
+    if ax_dir is None:
+        raise LdhDataError(f"{path}: no axial T2 folder (dicom/{AXIAL_KEY})")
+    axial = _load_volumes(ax_dir)
     if not axial:
-        raise LdhDataError(f"{path}: no axial T2 images in dicom/{AXIAL_KEY}")
-    sag_dir = path / "dicom" / SAGITTAL_KEY
-    sagittal_volumes = _load_volumes(sag_dir) if sag_dir.is_dir() else []
+        raise LdhDataError(f"{path}: no axial T2 images in {ax_dir}")
+    sag_dir = _series_dir(path, SAGITTAL_KEY, truth)
+    sagittal_volumes = _load_volumes(sag_dir) if sag_dir is not None else []
     sagittal = max(sagittal_volumes, key=lambda v: v.array.shape[0]) if sagittal_volumes else None
     labels: list[np.ndarray] = []
     if with_labels:
-        npz_path = path / "labels" / f"{AXIAL_KEY}.npz"
-        try:
-            with np.load(npz_path) as npz:
-                label_array = np.asarray(npz["labels"])
-                uids = [str(u) for u in npz["sop_instance_uids"]]
-        except (OSError, KeyError, ValueError) as exc:
-            raise LdhDataError(f"{npz_path}: unreadable labels ({exc})") from exc
+        label_array, uids = _read_labels(path, truth)
         index = {uid: i for i, uid in enumerate(uids)}
         for volume in axial:
             missing = [u for u in volume.sop_instance_uids if u not in index]
             if missing:
-                raise LdhDataError(f"{npz_path}: no label slice for SOP Instance UID {missing[0]}")
+                raise LdhDataError(f"{path}: no label slice for SOP Instance UID {missing[0]}")
             stack = np.stack([label_array[index[u]] for u in volume.sop_instance_uids])
             if stack.shape != volume.array.shape:
-                raise LdhDataError(f"{npz_path}: label shape {stack.shape} differs from the images {volume.array.shape}")
+                raise LdhDataError(f"{path}: label shape {stack.shape} differs from the images {volume.array.shape}")
             labels.append(stack.astype(np.uint8))
-    gt_path = path / "ground_truth.json"
-    truth = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
+    if truth:
+        truth = {**truth, "discs": normalise_discs(truth)}
     return LabelledStudy(path=path, axial=axial, labels=labels, sagittal=sagittal, ground_truth=truth)
 
 

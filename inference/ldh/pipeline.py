@@ -32,7 +32,7 @@ from inference.modelcard import ModelCard, WeightsError, bundled_weights, load_w
 from inference.msu import MsuError, MsuMeasurement, measure_msu, select_max_slice
 from inference.runtime import select_device
 
-__all__ = ["LdhPipeline", "load_network"]
+__all__ = ["LdhPipeline", "load_network", "make_segmentation"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,34 @@ def load_network(weights: Path | None = None, device: str | torch.device = "cpu"
     except RuntimeError as exc:
         raise WeightsError(f"weights {path} do not fit the network: {exc}") from exc
     return network.to(device).eval(), card
+
+
+def make_segmentation(index: int, volume: Any, labels: np.ndarray, p_herniation: np.ndarray | None = None) -> StackSegmentation:
+    """A :class:`StackSegmentation` of ``volume`` (probabilities default to the labels themselves)."""
+    labels = np.asarray(labels, dtype=np.uint8)
+    if labels.shape != tuple(volume.array.shape):
+        raise LdhInputError(f"labels {labels.shape} do not match stack {index} {tuple(volume.array.shape)}")
+    if p_herniation is None:
+        p_herniation = (labels == AxialLabel.HERNIATION).astype(np.float32)
+    refs = tuple(
+        SliceRef(
+            stack_index=index,
+            slice_index=k,
+            series_instance_uid=str(volume.series_instance_uid),
+            sop_instance_uid=str(volume.sop_instance_uids[k]),
+            frame_number=volume.frame_numbers[k],
+        )
+        for k in range(labels.shape[0])
+    )
+    return StackSegmentation(
+        stack_index=index,
+        labels=labels,
+        herniation_probability=np.asarray(p_herniation).astype(np.float16),
+        slices=refs,
+        levels=(),
+        affine=np.asarray(volume.affine, dtype=float),
+        spacing=tuple(float(v) for v in volume.spacing),  # type: ignore[arg-type]
+    )
 
 
 class LdhPipeline:
@@ -157,50 +185,11 @@ class LdhPipeline:
             raise LdhInputError("the study has no axial T2 stack to grade")
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        segs: list[StackSegmentation] = []
-        for index, volume in enumerate(axial):
-            labels, p_hern = self.segment_stack(volume)
-            refs = tuple(
-                SliceRef(
-                    stack_index=index,
-                    slice_index=k,
-                    series_instance_uid=str(volume.series_instance_uid),
-                    sop_instance_uid=str(volume.sop_instance_uids[k]),
-                    frame_number=volume.frame_numbers[k],
-                )
-                for k in range(labels.shape[0])
-            )
-            segs.append(
-                StackSegmentation(
-                    stack_index=index,
-                    labels=labels,
-                    herniation_probability=p_hern.astype(np.float16),
-                    slices=refs,
-                    levels=(),
-                    affine=np.asarray(volume.affine, dtype=float),
-                    spacing=tuple(float(v) for v in volume.spacing),  # type: ignore[arg-type]
-                )
-            )
+        segs = self.segment(axial)
         timings["segmentation"] = time.perf_counter() - start
         t0 = time.perf_counter()
-        levels = slice_levels(axial, sagittal, model=self.levels_model, use_level_finder=self.use_level_finder)
-        timings["levels"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        by_level: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
-        for seg, stack_levels in zip(segs, levels):
-            seg.levels = tuple(lv.level for lv in stack_levels)
-            for k, lv in enumerate(stack_levels):
-                by_level[lv.level].append((seg.stack_index, k))
-        warnings: list[str] = []
-        if None in by_level:
-            warnings.append(f"{len(by_level[None])} axial slice(s) could not be given a disc level and were not graded")
-        findings = [
-            self._grade_level(level, slices, segs, axial, levels)
-            for level, slices in by_level.items()
-            if level is not None
-        ]
-        findings.sort(key=lambda f: DISC_LEVELS.index(f.level) if f.level in DISC_LEVELS else len(DISC_LEVELS))
-        timings["grading"] = time.perf_counter() - t0
+        findings, warnings = self.grade(axial, segs, sagittal)
+        timings["levels_and_grading"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         card = self.card
         return LdhResult(
@@ -213,6 +202,39 @@ class LdhPipeline:
             warnings=warnings,
             timings_s=timings,
         )
+
+    def segment(self, axial: Sequence[Any]) -> list[StackSegmentation]:
+        """Segment every axial stack (levels not filled in yet)."""
+        segs: list[StackSegmentation] = []
+        for index, volume in enumerate(axial):
+            labels, p_hern = self.segment_stack(volume)
+            segs.append(make_segmentation(index, volume, labels, p_hern))
+        return segs
+
+    def grade(
+        self, axial: Sequence[Any], segs: Sequence[StackSegmentation], sagittal: Any | None = None
+    ) -> tuple[list[LevelFinding], list[str]]:
+        """Assign levels to the slices of ``segs`` and read the MSU grade of each level.
+
+        Works on any segmentation aligned with ``axial`` (the network's, or a
+        reference labelling), so the grading can be checked on its own.
+        """
+        levels = slice_levels(axial, sagittal, model=self.levels_model, use_level_finder=self.use_level_finder)
+        by_level: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
+        for seg, stack_levels in zip(segs, levels):
+            seg.levels = tuple(lv.level for lv in stack_levels)
+            for k, lv in enumerate(stack_levels):
+                by_level[lv.level].append((seg.stack_index, k))
+        warnings: list[str] = []
+        if None in by_level:
+            warnings.append(f"{len(by_level[None])} axial slice(s) could not be given a disc level and were not graded")
+        findings = [
+            self._grade_level(level, slices, list(segs), axial, levels)
+            for level, slices in by_level.items()
+            if level is not None
+        ]
+        findings.sort(key=lambda f: DISC_LEVELS.index(f.level) if f.level in DISC_LEVELS else len(DISC_LEVELS))
+        return findings, warnings
 
     def _grade_level(
         self,
