@@ -11,9 +11,9 @@ Rules (seconds from ``settings.assembly``):
   (every instance resets its timer: the SCP updates ``Series.last_received_at``);
 * a **study completes** when every one of its series is quiet and then
   ``settle_seconds`` more passed (at ``last instance + quiet + settle``);
-* a study still receiving ``forced_timeout_seconds`` after its first instance (or
-  after its previous completion, for an amendment) is **completed anyway** and
-  flagged ``forced``;
+* a study still receiving ``forced_timeout_seconds`` after its first instance (for
+  an amendment: after the first instance that arrived after its previous
+  completion) is **completed anyway** and flagged ``forced``;
 * an instance arriving after completion turns the study **amended** (the storage
   layer does that, amendment + 1); it is assembled again by the same rules and
   published again with its amendment number, so subscribers re-run on it.
@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import AssemblySettings
 from storage import repo
-from storage.models import StudyState
+from storage.models import Instance, Series, StudyState
 
 __all__ = ["StudyAssembler", "StudyCompleted"]
 
@@ -54,6 +55,21 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=timezone.utc)
+
+
+def _amendment_start(session: Session, study: Any) -> datetime | None:
+    """When the first instance after the study's previous completion arrived."""
+    previous = repo.audit_events(
+        session=session, study_uid=study.study_instance_uid, kind="study_complete", limit=1,
+    )
+    if not previous:
+        return None
+    first = session.scalar(
+        sa.select(sa.func.min(Instance.received_at))
+        .join(Series, Instance.series_id == Series.id)
+        .where(Series.study_id == study.id, Instance.received_at > previous[0].at)
+    )
+    return first if first is not None else previous[0].at
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,7 @@ class StudyAssembler:
         """None if ``study`` keeps waiting, else whether it completes forced (True) or not.
 
         ``since`` starts the forced timeout instead of the study's first instance
-        (an amendment's timeout runs from the previous completion).
+        (an amendment's timeout runs from its first late instance).
         """
         last = _aware(study.last_received_at)
         if series:
@@ -142,13 +158,7 @@ class StudyAssembler:
                 if study.state not in (StudyState.RECEIVING, StudyState.AMENDED):
                     continue
                 series = repo.series_of(session=session, study_id=study.id)
-                since = None
-                if study.amendment:
-                    previous = repo.audit_events(
-                        session=session, study_uid=study.study_instance_uid,
-                        kind="study_complete", limit=1,
-                    )
-                    since = previous[0].at if previous else None
+                since = _amendment_start(session, study) if study.amendment else None
                 forced = self.due(study, series, now, since=since)
                 if forced is None:
                     continue
