@@ -148,6 +148,20 @@ def _iter_files(folder: Path) -> Iterable[Path]:
             yield Path(root) / name
 
 
+def _read_without_preamble(path: Path) -> Dataset | None:
+    """A dataset written without preamble and file meta (old exports), or ``None`` if it is not one."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception as exc:  # noqa: BLE001 - anything that fails to parse is simply not DICOM
+        logger.debug("skipping %s: not readable as DICOM (%s)", path, exc)
+        return None
+    if not (ds.get("SOPClassUID") and ds.get("SOPInstanceUID") and ds.get("SeriesInstanceUID")):
+        logger.debug("skipping %s: not DICOM (no SOP Class, SOP Instance and Series UIDs)", path)
+        return None
+    logger.debug("%s has no DICOM file meta; read as a bare dataset", path)
+    return ds
+
+
 def read_headers(paths: Iterable[str | os.PathLike[str]]) -> list[InstanceHeader]:
     """Read the headers (no pixel data) of DICOM files, skipping anything that is not DICOM.
 
@@ -166,7 +180,11 @@ def read_headers(paths: Iterable[str | os.PathLike[str]]) -> list[InstanceHeader
         path = Path(raw)
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
+        except InvalidDicomError:
+            ds = _read_without_preamble(path)
+            if ds is None:
+                continue
+        except (EOFError, OSError, ValueError) as exc:
             logger.debug("skipping %s: not readable as DICOM (%s)", path, exc)
             continue
         if "DirectoryRecordSequence" in ds:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from inference.errors import EmptyVolumeError, PixelDataError, UnsupportedPhotometricError
 from inference.volume_frames import FrameRecord
@@ -53,6 +54,7 @@ def _load_full(record: FrameRecord) -> Dataset:
     """The instance with its pixel data (re-read from the file when only the header is held)."""
     ds = record.dataset
     if _has_pixels(ds):
+        _ensure_transfer_syntax(ds)
         return ds
     source = record.path
     if source is None and isinstance(getattr(ds, "filename", None), str):
@@ -60,12 +62,31 @@ def _load_full(record: FrameRecord) -> Dataset:
     if source is None:
         raise PixelDataError(f"instance {record.sop_instance_uid} has no pixel data and no file to read it from")
     try:
-        full = pydicom.dcmread(source)
+        full = pydicom.dcmread(source, force=True)  # force: files without preamble were accepted as headers
     except Exception as exc:  # noqa: BLE001 - any read failure is reported with its cause
         raise PixelDataError(f"cannot re-read {source} for its pixel data: {exc}") from exc
     if not _has_pixels(full):
         raise PixelDataError(f"instance {record.sop_instance_uid} ({source}) has no pixel data")
+    _ensure_transfer_syntax(full)
     return full
+
+
+def _ensure_transfer_syntax(ds: Dataset) -> None:
+    """Give a dataset read without file meta the (uncompressed) transfer syntax it was read in."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID"):
+        return
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return
+    if implicit:
+        syntax = ImplicitVRLittleEndian
+    else:
+        syntax = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    if meta is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    logger.debug("instance %s has no TransferSyntaxUID; decoding as %s", ds.get("SOPInstanceUID"), syntax.name)
 
 
 def _invert_monochrome1(raw: np.ndarray, ds: Dataset) -> np.ndarray:

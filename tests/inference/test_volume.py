@@ -293,3 +293,22 @@ def test_volume_checks_its_own_shape() -> None:
     with pytest.raises(ValueError, match="4 x 4"):
         Volume(np.zeros((2, 3, 4), np.float32), np.eye(3), sop_instance_uids=["a", "b"], frame_numbers=[1, 2],
                **common)  # type: ignore[arg-type]
+
+
+def test_files_without_preamble_or_file_meta(tmp_path: Path) -> None:
+    """Old exports: bare implicit VR datasets, no 'DICM' prefix, no transfer syntax."""
+    import pydicom
+
+    paths, pixels, _ = write_stack(tmp_path / "src", n=3, reverse=False)
+    (tmp_path / "bare").mkdir()
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        del ds.file_meta
+        ds.preamble = None
+        ds.save_as(tmp_path / "bare" / path.name, implicit_vr=True, little_endian=True)
+    (tmp_path / "bare" / "README").write_text("these are old files\n")
+    with pytest.raises(pydicom.errors.InvalidDicomError):
+        pydicom.dcmread(tmp_path / "bare" / paths[0].name)  # the fixture really is preamble-less
+    (volume,) = load_volumes(tmp_path / "bare")
+    np.testing.assert_array_equal(volume.array, pixels)
+    assert sum(len(v) for v in load_series_headers(tmp_path / "bare").values()) == 3
