@@ -178,14 +178,15 @@ def read_headers(paths: Iterable[str | os.PathLike[str]]) -> list[InstanceHeader
     headers = []
     for raw in paths:
         path = Path(raw)
+        ds: Dataset | None
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except InvalidDicomError:
             ds = _read_without_preamble(path)
-            if ds is None:
-                continue
         except (EOFError, OSError, ValueError) as exc:
             logger.debug("skipping %s: not readable as DICOM (%s)", path, exc)
+            continue
+        if ds is None:
             continue
         if "DirectoryRecordSequence" in ds:
             logger.debug("skipping DICOMDIR %s", path)
