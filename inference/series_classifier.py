@@ -56,6 +56,18 @@ class SeriesClass:
     plane_angle_deg: float | None = None  #: tilt from the named plane, from ImageOrientationPatient
     reasons: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (for routing logs and ``route --dry-run``)."""
+        return {
+            "plane": self.plane.value if self.plane else None,
+            "plane_angle_deg": None if self.plane_angle_deg is None else round(self.plane_angle_deg, 1),
+            "weighting": self.weighting.value,
+            "fat_suppressed": self.fat_suppressed,
+            "region": self.region.value,
+            "is_localizer": self.is_localizer,
+            "reasons": list(self.reasons),
+        }
+
     def __str__(self) -> str:
         plane = self.plane.value if self.plane else "unknown plane"
         fs = " fat-suppressed" if self.fat_suppressed and self.weighting is not Weighting.STIR else ""

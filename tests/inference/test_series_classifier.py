@@ -253,3 +253,13 @@ def test_tied_region_evidence_is_other() -> None:
     result = classify_series(_header("t2_tse_sag", "sag", 90, 3000, body="SPINE"))
     assert result.region is OTHER
     assert any("tied" in r for r in result.reasons)
+
+
+def test_as_dict_is_json_ready() -> None:
+    import json
+
+    result = classify_series(CASES["ge Cor STIR"].header)
+    data = json.loads(json.dumps(result.as_dict()))
+    assert data["plane"] == "coronal" and data["weighting"] == "STIR" and data["region"] == "sacroiliac_joints"
+    assert data["plane_angle_deg"] == pytest.approx(20.0, abs=0.1)
+    assert data["reasons"] == result.reasons
