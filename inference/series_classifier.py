@@ -108,8 +108,8 @@ _SIJ = re.compile(
     r"sacro[ _-]?iliac|(?<![a-z])sij?s?(?![a-z])|si[ _-]?joint|(?<![a-z])isg(?![a-z])|ilio[ _-]?sacral|sig[ _-]gewricht"
 )
 _OTHER_PARTS = re.compile(
-    r"head|brain|neck|cspine|c[ _-]?spine|cervical|tspine|t[ _-]?spine|thoracic|knee|shoulder|hip|ankle|foot|"
-    r"wrist|hand|elbow|abdomen|liver|breast|chest|heart|cardiac|prostate|orbit"
+    r"(?<![a-z])(?:head|brain|neck|cspine|c[ _-]?spine|cervical|hws|tspine|t[ _-]?spine|thoracic|bws|knee|"
+    r"shoulder|hips?|ankle|foot|wrist|hand|elbow|abdomen|liver|breast|chest|heart|cardiac|prostate|orbits?)(?![a-z])"
 )
 _BODY_LUMBAR = {"LSPINE", "L-SPINE", "LUMBAR", "LUMBARSPINE", "LSSPINE", "LUMBOSACRAL", "LWS", "L SPINE"}
 _BODY_SIJ = {"SIJOINT", "SIJ", "SI JOINT", "SI-JOINT", "SACROILIAC", "SIJOINTS", "ISG", "SI JOINTS"}

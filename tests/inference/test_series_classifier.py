@@ -161,6 +161,25 @@ CASES: dict[str, Case] = {
                               OTHER),
     "brain": Case(_header("Ax T2 FLAIR", "ax", 120, 9000, ti=2500, scanning="IR", body="HEAD", study="MR BRAIN"),
                   AX, Weighting.T2, False, OTHER),
+    "siemens dixon water sag": Case(
+        _header("t2_tse_dixon_sag_W", "sag", 78, 3800, body="LSPINE", image_type="DERIVED\\PRIMARY\\DIXON\\WATER"),
+        SAG, Weighting.T2, True, LUMBAR),
+    "philips PD_SPAIR_COR of SIJ": Case(
+        _header("PD_SPAIR_COR", "cor", 30, 2500, tilt=25, body="PELVIS", study="MR ISG", manufacturer="Philips"),
+        COR, Weighting.PD, True, SIJ),
+    "canon T2 FSE SAG": Case(
+        _header("T2 FSE SAG", "sag", 100, 3500, body="LSPINE", manufacturer="CANON_MEC"), SAG, Weighting.T2, False,
+        LUMBAR),
+    "ge Sag STIR": Case(
+        _header("Sag STIR", "sag", 42, 4000, ti=150, scanning="IR", body="LSPINE", manufacturer="GE MEDICAL SYSTEMS"),
+        SAG, Weighting.STIR, True, LUMBAR),
+    "SIJ series in a lumbar study": Case(
+        _header("t2_tirm_cor_ISG", "cor", 60, 4000, tilt=30, ti=150, scanning="SE\\IR", body="LSPINE",
+                study="MRT LWS"),
+        COR, Weighting.STIR, True, SIJ),
+    "siemens brain scout": Case(
+        _header("AAHead_Scout_32ch-head-coil", "sag", 1.4, 3.2, scanning="GR", body="HEAD"), SAG, Weighting.T1,
+        False, OTHER, localizer=True),
     "nothing at all": Case(_header("Series 1", "ax", None, None), AX, Weighting.UNKNOWN, False, OTHER),
 }
 
