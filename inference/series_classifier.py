@@ -102,7 +102,8 @@ _PLANE_WORDS = (
     (AnatomicalPlane.CORONAL, re.compile(r"(?<![a-z])(?:o?cor|coronal|semi[ _-]?cor(?:onal)?)(?![a-z])")),
 )
 _LUMBAR = re.compile(
-    r"lumb|(?<![a-z])l[ _-]?spine|lspine|(?<![a-z])lws(?![a-z])|(?<![a-z])ls[ _-]?spine|lumbosacral|(?<![a-z])lss?(?![a-z])"
+    r"lumb|(?<![a-z])l[ _-]?spine|lspine|(?<![a-z])lws(?![a-z])|(?<![a-z])ls[ _-]?spine|lumbosacral"
+    r"|(?<![a-z])lss?(?![a-z])"
 )
 _SIJ = re.compile(
     r"sacro[ _-]?iliac|(?<![a-z])sij?s?(?![a-z])|si[ _-]?joint|(?<![a-z])isg(?![a-z])|ilio[ _-]?sacral|sig[ _-]gewricht"
@@ -306,8 +307,9 @@ def _region_cues(ds: Dataset, series_text: str, plane: AnatomicalPlane | None, a
             yield Region.SACROILIAC_JOINTS, weight, f"{where} names the sacroiliac joints"
         if _LUMBAR.search(text):
             yield Region.LUMBAR_SPINE, weight, f"{where} names the lumbar spine"
-        if not (_SIJ.search(text) or _LUMBAR.search(text)) and _OTHER_PARTS.search(text):
-            yield Region.OTHER, weight, f"{where} names another region ({_OTHER_PARTS.search(text).group(0)})"  # type: ignore[union-attr]
+        other = _OTHER_PARTS.search(text)
+        if other is not None and not (_SIJ.search(text) or _LUMBAR.search(text)):
+            yield Region.OTHER, weight, f"{where} names another region ({other.group(0)})"
     if plane is AnatomicalPlane.CORONAL and angle is not None and 10.0 <= angle <= 45.0:
         yield Region.SACROILIAC_JOINTS, 1, f"semi-coronal plane (tilted {angle:.0f} deg), as planned along the sacrum"
 

@@ -81,7 +81,8 @@ def test_phantom_series_round_trip_and_classify(tmp_path: Path, module: str, fun
         for volume in volumes:
             assert volume.series_instance_uid == uid
             positions = np.array([[float(v) for v in by_uid[u].ImagePositionPatient] for u in volume.sop_instance_uids])
-            centres = volume.voxel_to_patient(np.column_stack([np.arange(volume.shape[0]), np.zeros((volume.shape[0], 2))]))
+            n = volume.shape[0]
+            centres = volume.voxel_to_patient(np.column_stack([np.arange(n), np.zeros((n, 2))]))
             np.testing.assert_allclose(centres, positions, atol=5e-3, err_msg=key)
             # slices are ordered along the normal
             along = positions @ volume.normal
