@@ -45,16 +45,19 @@ __all__ = [
     "study_has_stir",
 ]
 
-GENERATOR_VERSION = "sij-1.0.0"
+GENERATOR_VERSION = "sij-1.1.0"
 #: Fraction of studies written without STIR.
 NO_STIR_FRACTION = 0.2
 #: Coefficients of the latent logistic model (see :func:`latent_logit`).
+#: Tuned on 67 seeds so that an oracle on the true features reaches AUC ~0.93
+#: (FM features alone ~0.90) at an axSpA prevalence ~0.5: imperfect, like the
+#: source study's 0.876, with headroom for the pipeline's >= 0.90 target.
 LATENT_MODEL: dict[str, float] = {
-    "intercept": -2.2,
-    "fm_score": 0.16,
+    "intercept": -3.2,
+    "fm_score": 0.25,
     "fm_quadrants": 0.25,
-    "oedema_quadrants": 0.45,
-    "noise_sd": 1.0,
+    "oedema_quadrants": 0.65,
+    "noise_sd": 0.7,
 }
 
 # Independent random streams, so that changing one part leaves the others alone.

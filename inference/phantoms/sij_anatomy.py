@@ -116,6 +116,8 @@ class SijAnatomy:
     notch_depth: float
     iliac_crest: float
     gluteal_plane: float
+    obturator: float  #: thickness of obturator internus lining the lower pelvic wall
+    sacral_bend: float  #: forward curvature of the lower sacrum (1/mm)
     bowel: tuple[tuple[float, float, float, float], ...]  #: (u, v, w, radius) loops in front
     iliac_thickness: float
     sacrum_top: float  #: S1 endplate (v)
@@ -255,6 +257,8 @@ def sample_anatomy(rng: np.random.Generator) -> SijAnatomy:
         notch_depth=float(rng.uniform(30.0, 45.0)),
         iliac_crest=float(rng.uniform(85.0, 110.0)),
         gluteal_plane=float(rng.uniform(12.0, 25.0)),
+        obturator=float(rng.uniform(10.0, 18.0)),
+        sacral_bend=float(rng.uniform(0.003, 0.008)),
         bowel=tuple(
             (float(rng.uniform(-50, 50)), float(rng.uniform(-70, 10)), float(rng.uniform(-60, -30)), float(rng.uniform(12, 22)))
             for _ in range(int(rng.integers(3, 7)))
@@ -331,8 +335,10 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
     il_low = -140.0
     top, bottom = anat.sacrum_top, anat.sacrum_bottom
     t = np.clip((v - bottom) / (top - bottom), 0.0, 1.0)
-    front = -(6.0 + (anat.sacrum_front_top - 6.0) * t)  # anterior surface (w)
-    back = 5.0 + (anat.sacrum_back_top - 5.0) * t
+    # The lower sacrum curves forwards (sacral kyphosis) out of the semi-coronal slab.
+    bend = anat.sacral_bend * np.minimum(v + 15.0, 0.0) ** 2
+    front = -(6.0 + (anat.sacrum_front_top - 6.0) * t) - bend  # anterior surface (w)
+    back = 5.0 + (anat.sacrum_back_top - 5.0) * t - bend
     taper = 10.0 + 0.9 * (v - bottom)
     top_eff = top - 0.3 * np.maximum(au - 22.0, 0.0)  # alae slope down laterally
 
@@ -344,12 +350,16 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
     inner = au < half_width - anat.subcut_fat
     lateral_muscle = inner & (au > il_lat - 6.0)  # glutei
     plane = np.abs(au - (il_lat + anat.gluteal_plane)) < 1.5  # fat plane between glutei
+    plane &= (v < anat.iliac_crest - 10.0) & (v > anat.cart.v - anat.cart.half_v - 60.0)
     tissue[lateral_muscle & ~plane] = Tissue.MUSCLE
     upper = inner & (v > top - 12.0) & (au < il_med + 2.0)  # psoas, iliacus, erector spinae
-    plane2 = np.abs(au - 0.55 * (joint + 25.0)) < 1.2
+    plane2 = (np.abs(au - 0.55 * (joint + 25.0)) < 1.2) & (v < top + 70.0)
     tissue[upper & ~plane2] = Tissue.MUSCLE
     behind = inner & (w > back - 2.0) & (au < joint - 4.0) & (v > bottom + 15.0)  # multifidus
     tissue[behind] = Tissue.MUSCLE
+    cart_low_w = v < anat.cart.v - anat.cart.half_v - 5.0
+    gmax = inner & cart_low_w & (w > back + 2.0 - 0.5 * np.maximum(au - 40.0, 0.0))  # gluteus maximus
+    tissue[gmax] = Tissue.MUSCLE
     piriformis = inner & (v > cart_low - 38.0) & (v < cart_low - 6.0) & (au > sac_edge - 2.0) & (
         w > front - 6.0
     ) & (w < front + 18.0)
@@ -358,16 +368,21 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
         loop = (u - bu) ** 2 + (v - bv) ** 2 + ((w - bw) * 1.5) ** 2 < br * br
         tissue[loop & inner] = Tissue.BOWEL
     # Internal iliac vessels in front of the joints.
-    vessel = (np.hypot(au - (joint - 12.0), w - (front - 8.0)) < 4.0) & (v > bottom + 30.0)
+    vessel = ((au - (joint - 12.0)) ** 2 + (w - (front - 8.0)) ** 2 < 16.0) & (v > bottom + 30.0)
     tissue[vessel] = Tissue.VESSEL
 
     # L5 vertebra and the L5/S1 disc above the sacrum.
-    body_w = (w > front - 2.0) & (w < front + 30.0) & (au < 25.0)
+    l5_d2 = ((w - (front + 13.0)) / 15.0) ** 2
+    l5_u2 = (au / 25.0) ** 2
+    l5_d4 = l5_d2 * l5_d2
+    body_w = l5_u2 * l5_u2 + l5_d4 < 1.0
     disc = body_w & (v >= top) & (v < top + anat.disc_height)
     tissue[disc] = Tissue.DISC
     l5 = body_w & (v >= top + anat.disc_height) & (v < top + anat.disc_height + 30.0)
-    slack_l5 = np.minimum(25.0 - au, v - (top + anat.disc_height))
-    tissue[l5] = np.where(slack_l5[l5] < anat.cortex, Tissue.CORTEX, Tissue.MARROW)
+    slack_l5 = np.minimum(
+        25.0 * np.sqrt(np.sqrt(np.maximum(1.0 - l5_d4[l5], 0.0))) - au[l5], v[l5] - (top + anat.disc_height)
+    )
+    tissue[l5] = np.where(slack_l5 < anat.cortex, Tissue.CORTEX, Tissue.MARROW)
 
     # Joint space: cartilage (cartilaginous part) or interosseous ligament.
     in_gap = (au >= sac_edge) & (au <= il_med) & (v > bottom) & inner
@@ -383,7 +398,11 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
         [au - il_med, il_lat - au, v - il_low, anat.iliac_crest - v, w + 34.0, 40.0 - w]
     )
     ilium = (slack_i > 0) & ~sacrum
-    tissue[(au > il_med) & (au < il_lat) & inner & (v < il_low + 300.0) & ~ilium & (tissue == Tissue.FAT)] = Tissue.MUSCLE
+    between = (au > il_med) & (au < il_lat) & inner & ~ilium & (tissue == Tissue.FAT)
+    tissue[between] = Tissue.MUSCLE
+    obturator = inner & ~ilium & (au > il_med - anat.obturator) & (au <= il_med) & (v < cart_low - 25.0)
+    obturator &= (tissue == Tissue.FAT) & ~sacrum
+    tissue[obturator] = Tissue.MUSCLE
     for mask, slack in ((sacrum, slack_s), (ilium, slack_i)):
         tissue[mask] = np.where(slack[mask] < anat.cortex, Tissue.CORTEX, Tissue.MARROW)
     bone[sacrum] = SijLabel.SACRUM
@@ -394,12 +413,13 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
     holes = np.zeros(shape, dtype=bool)
     for fu, fv, fr in anat.foramina:
         holes |= (au - fu) ** 2 + (v - fv) ** 2 < fr * fr
-    canal_hw = 6.0 + 6.0 * t
-    canal = (au < canal_hw) & (w > back - 13.0) & (w < back - 4.0) & (v > bottom + 18.0)
+    canal_hw = 5.0 + 6.0 * t
+    canal = (au / canal_hw) ** 2 + ((w - (back - 8.5)) / 4.5) ** 2 < 1.0
+    canal &= v > bottom + 18.0
     holes &= sacrum
     canal &= sacrum
     tissue[holes] = Tissue.FORAMEN
-    tissue[canal] = np.where(v[canal] > top - 38.0, Tissue.CSF, Tissue.FAT)
+    tissue[canal] = np.where(v[canal] > top - 32.0, Tissue.CSF, Tissue.FORAMEN)
     bone[holes | canal] = SijLabel.BACKGROUND
     tissue[au >= half_width] = Tissue.AIR
 
