@@ -7,8 +7,15 @@ and commit it (STYLE.md 7). Functions here never commit.
 with single-statement upserts (``INSERT ... ON CONFLICT DO NOTHING``, then
 ``SELECT``) and counter updates done in SQL (``n = n + 1``), so that two
 associations recording instances of the same new study at the same moment on
-PostgreSQL neither fail on a unique constraint nor lose a count. On SQLite the
+PostgreSQL neither fail on a unique constraint nor lose a count. The study's
+row is locked first (``SELECT ... FOR UPDATE``), so that recordings of the
+same study queue behind each other instead of deadlocking. On SQLite the
 engine's ``BEGIN IMMEDIATE`` serialises writers anyway.
+
+Record one instance per transaction (the C-STORE handler does: the commit is
+what makes the acknowledgement safe). A caller that records several studies in
+one transaction should do so in a stable order (e.g. sorted by Study Instance
+UID), or two such transactions can deadlock on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -146,10 +153,12 @@ def _upsert_study(
         },
         "study_instance_uid",
     )
+    # FOR UPDATE: recordings of one study take their row locks in one order
+    # (study, series, instance) and so can never deadlock each other
     row = session.execute(
-        sa.select(_studies.c.id, *(_studies.c[k] for k in STUDY_ATTRS)).where(
-            _studies.c.study_instance_uid == study_uid
-        )
+        sa.select(_studies.c.id, *(_studies.c[k] for k in STUDY_ATTRS))
+        .where(_studies.c.study_instance_uid == study_uid)
+        .with_for_update()
     ).one()
     if not inserted:
         # the first value received wins; later instances only fill gaps
