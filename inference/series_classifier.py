@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from inference.geometry import AnatomicalPlane, classify_plane
 
-__all__ = ["Region", "SeriesClass", "Weighting", "classify_series"]
+__all__ = ["Region", "SeriesClass", "Weighting", "classify_series", "localizer_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -336,6 +336,24 @@ def _region(
     return best
 
 
+def localizer_reason(header: Dataset) -> str | None:
+    """Why ``header`` is a localiser (scout, survey, 3-plane), or ``None`` when it is not one.
+
+    ImageType (or an enhanced image's FrameType) containing LOCALIZER, or the
+    series description / protocol / sequence name naming a localiser.
+    """
+    image_type = _values(header.get("ImageType"))
+    if "LOCALIZER" in image_type:
+        return "ImageType LOCALIZER"
+    frame_type = _values(_nested(header, "MRImageFrameTypeSequence", "FrameType"))
+    if "LOCALIZER" in frame_type:
+        return "FrameType LOCALIZER"
+    match = _LOCALIZER.search(_text(header, "SeriesDescription", "ProtocolName", "SequenceName"))
+    if match is not None:
+        return f"description names a localiser ({match.group(0)!r})"
+    return None
+
+
 def classify_series(header: Dataset) -> SeriesClass:
     """Classify a series from one representative header (no pixel data needed).
 
@@ -354,10 +372,9 @@ def classify_series(header: Dataset) -> SeriesClass:
     """
     reasons: list[str] = []
     series_text = _text(header, "SeriesDescription", "ProtocolName", "SequenceName")
-    image_type = _values(header.get("ImageType"))
-    localizer = "LOCALIZER" in image_type or bool(_LOCALIZER.search(series_text))
-    if localizer:
-        why = "ImageType LOCALIZER" if "LOCALIZER" in image_type else "description names a localiser"
+    why = localizer_reason(header)
+    localizer = why is not None
+    if why is not None:
         reasons.append(f"localiser: {why}")
     modality = str(header.get("Modality", "") or "")
     if modality and modality != "MR":

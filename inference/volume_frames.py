@@ -17,6 +17,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from inference.errors import MissingAttributeError
+from inference.series_classifier import localizer_reason
 
 __all__ = ["FrameRecord", "frame_records", "is_image_dataset", "is_multiframe"]
 
@@ -193,7 +194,7 @@ def _single_frame(ds: Dataset, path: Path | None) -> FrameRecord:
         study_instance_uid=_required_uid(ds, "StudyInstanceUID", label),
         frame_of_reference_uid=str(ds.FrameOfReferenceUID) if ds.get("FrameOfReferenceUID") else None,
         echo=(echo_numbers, None if echo_time is None else round(echo_time, 3)),
-        localizer=_is_localizer(image_type),
+        localizer=_is_localizer(image_type) or localizer_reason(ds) is not None,
         stack_id=None,
         acquisition_number=_optional_int(ds.get("AcquisitionNumber")),
         image_type=image_type,
@@ -227,6 +228,7 @@ def _multi_frame(ds: Dataset, path: Path | None) -> list[FrameRecord]:
             f"{label_base} has NumberOfFrames {n_frames} but {len(per_frame)} per-frame functional groups"
         )
     image_type = _strings(ds.get("ImageType"))
+    named_localizer = localizer_reason(ds) is not None
     records = []
     for index in range(n_frames):
         label = f"{label_base} frame {index + 1}"
@@ -277,7 +279,7 @@ def _multi_frame(ds: Dataset, path: Path | None) -> list[FrameRecord]:
                 study_instance_uid=_required_uid(ds, "StudyInstanceUID", label),
                 frame_of_reference_uid=str(ds.FrameOfReferenceUID) if ds.get("FrameOfReferenceUID") else None,
                 echo=((), None if echo_time is None else round(echo_time, 3)),
-                localizer=_is_localizer(image_type, frame_type),
+                localizer=named_localizer or _is_localizer(image_type, frame_type),
                 stack_id=None if stack_id in (None, "") else str(stack_id),
                 acquisition_number=_optional_int(ds.get("AcquisitionNumber")),
                 image_type=frame_type or image_type,

@@ -312,3 +312,12 @@ def test_files_without_preamble_or_file_meta(tmp_path: Path) -> None:
     (volume,) = load_volumes(tmp_path / "bare")
     np.testing.assert_array_equal(volume.array, pixels)
     assert sum(len(v) for v in load_series_headers(tmp_path / "bare").values()) == 3
+
+
+def test_localizer_named_only_by_its_description_is_left_out(tmp_path: Path) -> None:
+    """Siemens localisers often say so only in the description, not in ImageType."""
+    write_stack(tmp_path / "loc", orientation=CORONAL, n=3, series=make_series(description="localizer"))
+    write_stack(tmp_path / "t2", series=make_series(description="t2_tse_tra"))
+    volumes = load_volumes(tmp_path)
+    assert [v.headers[0].SeriesDescription for v in volumes] == ["t2_tse_tra"]
+    assert [v.is_localizer for v in load_volumes(tmp_path, include_localizers=True)] == [True, False]
