@@ -28,9 +28,17 @@ from inference.errors import MissingSliceError, VolumeError
 from inference.geometry import Plane, patient_to_voxel, plane_of_slice, voxel_to_patient
 from inference.volume_frames import FrameRecord, frame_records, is_image_dataset
 from inference.volume_pixels import decode_stack
-from inference.volume_stacks import group_frames, missing_instance_numbers, sort_stack, split_runs
+from inference.volume_stacks import SortedStack, group_frames, missing_instance_numbers, sort_stack, split_runs
 
-__all__ = ["InstanceHeader", "Volume", "load_series_headers", "load_volumes", "read_headers"]
+__all__ = [
+    "InstanceHeader",
+    "StackInfo",
+    "Volume",
+    "describe_stacks",
+    "load_series_headers",
+    "load_volumes",
+    "read_headers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -256,19 +264,146 @@ def _number_list(numbers: Sequence[int], limit: int = 10) -> str:
     return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
 
 
-def _build(records: list[FrameRecord], **tolerances: float) -> Volume:
-    stack = sort_stack(records, **tolerances)
-    array = decode_stack(stack.records)
+def _headers_of(records: Sequence[FrameRecord]) -> list[Dataset]:
+    """Per-slice headers without pixel data, or the distinct headers of multi-frame instances."""
     header_by_dataset: dict[int, Dataset] = {}
     headers = []
-    for record in stack.records:
+    for record in records:
         key = id(record.dataset)
         if key not in header_by_dataset:
             header_by_dataset[key] = _header_without_pixels(record.dataset)
             headers.append(header_by_dataset[key])
-    multi = any(r.frame_index is not None for r in stack.records)
-    if not multi:
-        headers = [header_by_dataset[id(r.dataset)] for r in stack.records]
+    if not any(r.frame_index is not None for r in records):
+        headers = [header_by_dataset[id(r.dataset)] for r in records]
+    return headers
+
+
+@dataclass(eq=False)
+class StackInfo:
+    """A stack as the reader would build it, without decoding pixels (for routing and dry runs).
+
+    ``error`` holds the reason the stack cannot become a volume (the exception
+    :func:`load_volumes` would raise); ``affine``, ``shape`` and ``spacing`` are
+    then ``None`` and the slices are in the order they were met.
+    """
+
+    series_instance_uid: str
+    sop_instance_uids: list[str]
+    frame_numbers: list[int | None]
+    headers: list[Dataset]
+    is_localizer: bool
+    affine: np.ndarray | None = None
+    shape: tuple[int, int, int] | None = None
+    spacing: tuple[float, float, float] | None = None
+    error: VolumeError | None = None
+
+
+@dataclass
+class _Run:
+    records: list[FrameRecord]
+    stack: SortedStack | None
+    error: VolumeError | None
+
+
+def _records(source: Source) -> list[FrameRecord]:
+    pairs = _pairs(source)
+    records: list[FrameRecord] = []
+    for ds, path in pairs:
+        if not is_image_dataset(ds):
+            logger.debug("skipping non-image instance %s (%s)", ds.get("SOPInstanceUID"), ds.get("Modality"))
+            continue
+        records.extend(frame_records(ds, path))
+    if not records:
+        logger.info("no image instances in the source (%d files/datasets)", len(pairs))
+    return records
+
+
+def _plan(
+    records: list[FrameRecord], *, include_localizers: bool, spacing_rtol: float, spacing_atol: float
+) -> list[_Run]:
+    """Group, split and sort the frames into stacks; a stack that fails a check carries its error."""
+    tolerances = {"spacing_rtol": spacing_rtol, "spacing_atol": spacing_atol}
+    by_series: dict[str, list[FrameRecord]] = {}
+    for record in records:
+        by_series.setdefault(record.series_instance_uid, []).append(record)
+    missing = {uid: missing_instance_numbers(members) for uid, members in by_series.items()}
+    planned = []
+    for group in group_frames(records, position_tolerance=spacing_atol):
+        if group[0].localizer and not include_localizers:
+            logger.debug("leaving out a localiser stack of %d frames", len(group))
+            continue
+        holes = missing[group[0].series_instance_uid]
+        runs = split_runs(group, **tolerances) if holes == [] else None
+        if runs is None or len(runs) == 1:
+            runs = [group]
+        else:
+            logger.info("a stack of %d frames holds %d parallel blocks; split at the gaps", len(group), len(runs))
+        for run in runs:
+            try:
+                planned.append(_Run(run, sort_stack(run, **tolerances), None))
+            except MissingSliceError as exc:
+                error = exc
+                if holes:
+                    error = MissingSliceError(
+                        f"{exc}; InstanceNumbers {_number_list(holes)} of the series were not received"
+                    )
+                    error.__cause__ = exc
+                planned.append(_Run(run, None, error))
+            except VolumeError as exc:
+                planned.append(_Run(run, None, exc))
+    return planned
+
+
+def describe_stacks(
+    source: Source,
+    *,
+    include_localizers: bool = True,
+    spacing_rtol: float = 0.02,
+    spacing_atol: float = 0.01,
+) -> list[StackInfo]:
+    """The stacks :func:`load_volumes` would build, from headers only, with the reason when one would fail.
+
+    Parameters
+    ----------
+    source, spacing_rtol, spacing_atol
+        As for :func:`load_volumes`.
+    include_localizers
+        Describe localiser stacks too (the default here, unlike :func:`load_volumes`).
+
+    Returns
+    -------
+    list[StackInfo]
+        Pixel checks (decoding, all zeros, photometric) are not made.
+
+    Raises
+    ------
+    MissingAttributeError
+        When an instance lacks what is needed to place it in a stack at all.
+    """
+    infos = []
+    for run in _plan(
+        _records(source), include_localizers=include_localizers, spacing_rtol=spacing_rtol, spacing_atol=spacing_atol
+    ):
+        records = run.stack.records if run.stack is not None else run.records
+        first = records[0]
+        info = StackInfo(
+            series_instance_uid=first.series_instance_uid,
+            sop_instance_uids=[r.sop_instance_uid for r in records],
+            frame_numbers=[r.frame_number for r in records],
+            headers=_headers_of(records),
+            is_localizer=first.localizer,
+            error=run.error,
+        )
+        if run.stack is not None:
+            info.affine = run.stack.affine
+            info.spacing = run.stack.spacing
+            info.shape = (len(records), first.rows, first.columns)
+        infos.append(info)
+    return infos
+
+
+def _build(stack: SortedStack) -> Volume:
+    array = decode_stack(stack.records)
     first = stack.records[0]
     return Volume(
         array=array,
@@ -280,7 +415,7 @@ def _build(records: list[FrameRecord], **tolerances: float) -> Volume:
         study_instance_uid=first.study_instance_uid,
         frame_of_reference_uid=first.frame_of_reference_uid,
         sop_class_uid=first.sop_class_uid,
-        headers=headers,
+        headers=_headers_of(stack.records),
         is_localizer=first.localizer,
     )
 
@@ -302,7 +437,8 @@ def load_volumes(
         ``filename`` is known). Normally one series; several series give
         volumes for each.
     include_localizers
-        Also return stacks whose ImageType / FrameType says LOCALIZER.
+        Also return localiser stacks (ImageType / FrameType LOCALIZER, or a
+        localiser named in the description).
     spacing_rtol, spacing_atol
         Tolerance of slice spacing regularity, see
         :func:`inference.volume_stacks.sort_stack`.
@@ -320,48 +456,19 @@ def load_volumes(
         The first stack that fails a check; the message names the
         assumption (see :mod:`inference.errors`).
     """
-    pairs = _pairs(source)
-    records: list[FrameRecord] = []
-    for ds, path in pairs:
-        if not is_image_dataset(ds):
-            logger.debug("skipping non-image instance %s (%s)", ds.get("SOPInstanceUID"), ds.get("Modality"))
-            continue
-        records.extend(frame_records(ds, path))
-    if not records:
-        logger.info("no image instances in the source (%d files/datasets)", len(pairs))
-        return []
-    tolerances = {"spacing_rtol": spacing_rtol, "spacing_atol": spacing_atol}
-    missing: dict[str, list[int] | None] = {}
-    for record in records:
-        if record.series_instance_uid not in missing:
-            missing[record.series_instance_uid] = missing_instance_numbers(
-                [r for r in records if r.series_instance_uid == record.series_instance_uid]
-            )
+    records = _records(source)
     volumes = []
-    for group in group_frames(records, position_tolerance=spacing_atol):
-        if group[0].localizer and not include_localizers:
-            logger.debug("leaving out a localiser stack of %d frames", len(group))
-            continue
-        holes = missing[group[0].series_instance_uid]
-        runs = split_runs(group, **tolerances) if holes == [] else None
-        if runs is None or len(runs) == 1:
-            runs = [group]
-        else:
-            logger.info("a stack of %d frames holds %d parallel blocks; split at the gaps", len(group), len(runs))
-        for run in runs:
-            try:
-                volumes.append(_build(run, **tolerances))
-            except MissingSliceError as exc:
-                if holes:
-                    raise MissingSliceError(
-                        f"{exc}; InstanceNumbers {_number_list(holes)} of the series were not received"
-                    ) from exc
-                logger.info("stack of %d frames refused: %s", len(run), exc)
-                raise
-            except VolumeError as exc:
-                logger.info("stack of %d frames refused: %s", len(run), exc)
-                raise
-    logger.info(
-        "%d volume(s) from %d frames", len(volumes), len(records), extra={"volumes": len(volumes)}
-    )
+    for run in _plan(
+        records, include_localizers=include_localizers, spacing_rtol=spacing_rtol, spacing_atol=spacing_atol
+    ):
+        if run.error is not None:
+            logger.info("stack of %d frames refused: %s", len(run.records), run.error)
+            raise run.error
+        assert run.stack is not None
+        try:
+            volumes.append(_build(run.stack))
+        except VolumeError as exc:
+            logger.info("stack of %d frames refused: %s", len(run.records), exc)
+            raise
+    logger.info("%d volume(s) from %d frames", len(volumes), len(records), extra={"volumes": len(volumes)})
     return volumes

@@ -321,3 +321,46 @@ def test_localizer_named_only_by_its_description_is_left_out(tmp_path: Path) -> 
     volumes = load_volumes(tmp_path)
     assert [v.headers[0].SeriesDescription for v in volumes] == ["t2_tse_tra"]
     assert [v.is_localizer for v in load_volumes(tmp_path, include_localizers=True)] == [True, False]
+
+
+def test_describe_stacks_reports_instead_of_raising(tmp_path: Path) -> None:
+    from inference.volume import describe_stacks
+
+    series = make_series(description="t2_tse_tra")
+    paths, _, positions = write_stack(tmp_path / "ax", series=series, n=5, reverse=False)
+    paths[2].unlink()  # lost in transfer
+    write_stack(
+        tmp_path / "loc", orientation=SAGITTAL, n=3,
+        series=make_series(description="localizer"),
+    )
+    infos = describe_stacks(tmp_path)
+    assert len(infos) == 2
+    broken = next(i for i in infos if not i.is_localizer)
+    assert isinstance(broken.error, MissingSliceError)
+    assert "InstanceNumbers 3" in str(broken.error)
+    assert broken.affine is None and broken.shape is None
+    localizer = next(i for i in infos if i.is_localizer)
+    assert localizer.error is None and localizer.shape == (3, 12, 10)
+    assert [float(h.ImagePositionPatient[0]) for h in localizer.headers] == sorted(
+        float(h.ImagePositionPatient[0]) for h in localizer.headers
+    )[::-1]  # sagittal normal points to -x: sorted along it
+
+
+def test_describe_stacks_needs_no_pixels(tmp_path: Path) -> None:
+    import pydicom
+
+    from inference.volume import describe_stacks
+
+    paths, _, positions = write_stack(tmp_path, n=4, orientation=oblique_orientation(15, 5), spacing=3.0)
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+    for ds in headers:
+        ds.filename = None  # nowhere to read pixels from: load_volumes would fail
+    (info,) = describe_stacks(headers)
+    assert info.error is None and info.shape == (4, 12, 10)
+    assert info.spacing is not None and info.spacing[0] == pytest.approx(3.0, abs=1e-3)
+    assert info.affine is not None
+    np.testing.assert_allclose(info.affine[:3, 3], positions[0], atol=1e-3)
+    from inference.errors import PixelDataError
+
+    with pytest.raises(PixelDataError, match="no pixel data"):
+        load_volumes(headers)
