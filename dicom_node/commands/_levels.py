@@ -38,6 +38,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="version written into the model card")
+    parser.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="learning-rate schedule")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights or checkpoint (fine-tuning)")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +103,8 @@ def run_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=str(device),
             threads=args.threads,
+            schedule=args.schedule,
+            init_weights=args.init,
         )
         result = train_levels(samples, config, progress=lambda it: tqdm(it, desc="epochs", unit="epoch"))
         network = build_network()
@@ -123,7 +127,15 @@ def run_train(args: argparse.Namespace) -> int:
             "phantoms": None,
         },
         "seeds": {"training": args.seed, "split": args.split_seed},
-        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seconds": round(result.seconds)},
+        "training": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "schedule": args.schedule,
+            "init": None if args.init is None else str(args.init),
+            "seconds": round(result.seconds),
+            "final_loss": round(result.losses[-1], 4) if result.losses else None,
+        },
         "metrics_held_out": summary.as_dict(),
         "synthetic_training_data": False,
         "intended_use": "research use only; trained on public SPIDER MRI (CC BY 4.0); not a medical device",

@@ -78,12 +78,35 @@ class LevelCount:
         return self.discs[-1] if self.discs else None
 
 
+def off_column(centroids_mm: np.ndarray, lengths_mm: np.ndarray) -> np.ndarray:
+    """Which discs lie off the spinal column (boolean mask).
+
+    Fits the column (anterior-posterior position as a polynomial of the cranio-caudal
+    position: a line for up to five discs, a parabola above) and removes the worst
+    outlier while one deviates more than half the median disc length (at least 10 mm).
+    """
+    pts = np.asarray(centroids_mm, dtype=float)
+    keep = np.ones(len(pts), dtype=bool)
+    tol = max(10.0, 0.5 * float(np.median(lengths_mm))) if len(pts) else 0.0
+    while keep.sum() >= 4:
+        idx = np.flatnonzero(keep)
+        degree = 2 if idx.size >= 6 else 1
+        coef = np.polyfit(pts[idx, 0], pts[idx, 1], degree)
+        residual = np.abs(np.polyval(coef, pts[idx, 0]) - pts[idx, 1])
+        worst = int(np.argmax(residual))
+        if residual[worst] <= tol:
+            break
+        keep[idx[worst]] = False
+    return ~keep
+
+
 def find_discs(
     labels: np.ndarray,
     spacing: tuple[float, float] = (1.0, 1.0),
     *,
     min_area_mm2: float = 40.0,
     probability: np.ndarray | None = None,
+    min_confidence: float = 0.5,
 ) -> tuple[list[Disc2D], np.ndarray]:
     """Disc components of a label map, cranial to caudal.
 
@@ -98,6 +121,10 @@ def find_discs(
         Smaller components are noise or a disc clipped by the edge of the image.
     probability
         Optional per-pixel confidence map; its mean over a disc is the disc's confidence.
+    min_confidence
+        With ``probability``, components of lower mean confidence are dropped.
+
+    Components off the spinal column (:func:`off_column`) are dropped too.
 
     Returns
     -------
@@ -129,6 +156,8 @@ def find_discs(
         minor = np.array([-major[1], major[0]])
         along, across = centred @ major, centred @ minor
         conf = float(np.mean(probability[rows, cols])) if probability is not None else 1.0
+        if conf < min_confidence:
+            continue
         disc = Disc2D(
             label=0,
             centroid=(float(rows.mean()), float(cols.mean())),
@@ -140,6 +169,10 @@ def find_discs(
         )
         found.append((disc.centroid[0], disc, raw == comp))
     found.sort(key=lambda item: item[0])
+    if len(found) >= 4:
+        centroids = np.array([[d.centroid[0] * sr, d.centroid[1] * sc] for _, d, _ in found])
+        outliers = off_column(centroids, np.array([d.length_mm for _, d, _ in found]))
+        found = [item for item, out in zip(found, outliers) if not out]
     components = np.zeros(lab.shape, dtype=np.int32)
     discs: list[Disc2D] = []
     for index, (_, disc, mask) in enumerate(found, start=1):

@@ -90,6 +90,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 2
+    schedule: str = "onecycle"  #: ``onecycle`` (from scratch) or ``cosine`` (decay from the start, for fine-tuning)
+    init_weights: Path | None = None  #: start from these weights (a state dict) instead of random ones
 
 
 @dataclass
@@ -131,12 +133,21 @@ def train_levels(
     set_determinism(seed=config.seed)
     device = torch.device(config.device)
     network = build_network().to(device)
+    if config.init_weights is not None:
+        init = torch.load(config.init_weights, map_location=device, weights_only=True)
+        if "network" in init:
+            init = init["network"]
+        network.load_state_dict({k: v.float() for k, v in init.items()})
+        logger.info("initialised from %s", config.init_weights)
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser,
-        max_lr=config.learning_rate,
-        total_steps=config.epochs * max(1, int(np.ceil(len(samples) / config.batch_size))),
-    )
+    total_steps = config.epochs * max(1, int(np.ceil(len(samples) / config.batch_size)))
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps, eta_min=config.learning_rate * 0.02)
+    elif config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.learning_rate, total_steps=total_steps)
+    else:
+        raise ValueError(f"unknown schedule {config.schedule!r} (onecycle or cosine)")
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, lambda_ce=1.0)
     result = TrainResult(weights=out_dir / "levels.pt")
     start_epoch = 0

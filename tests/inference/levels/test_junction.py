@@ -98,3 +98,20 @@ def test_fewer_than_three_discs_is_flagged() -> None:
     assert any("fewer than three" in w for w in count_levels(labels).warnings)
     empty = count_levels(np.zeros((50, 50), np.uint8))
     assert empty.discs == [] and empty.junction is None and empty.warnings
+
+
+def test_disc_off_the_spinal_column_is_dropped() -> None:
+    labels, centres = draw_spine(n_discs=5)
+    labels[150:160, 200:240] = SagittalLabel.DISC  # a blob behind the canal (facet joint mistaken for a disc)
+    count = count_levels(labels)
+    assert len(count.discs) == 5
+    np.testing.assert_allclose([d.centroid for d in count.discs], centres)
+
+
+def test_low_confidence_components_are_dropped() -> None:
+    labels, _ = draw_spine(n_discs=5)
+    probability = np.full(labels.shape, 0.9, np.float32)
+    lowest_rows = slice(232, 242)  # the lowest disc of draw_spine's default layout
+    probability[lowest_rows, :] = 0.3
+    assert len(count_levels(labels, probability=probability).discs) == 4
+    assert len(count_levels(labels).discs) == 5
