@@ -56,6 +56,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--patch", type=int, default=128, help="training patch edge in pixels (1 mm)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
@@ -88,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
               f"studies; prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         cfg = TrainConfig(
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-            learning_rate=args.lr, seed=args.seed, device=args.device, num_threads=args.threads,
+            learning_rate=args.lr, patch=(args.patch, args.patch), seed=args.seed, device=args.device, num_threads=args.threads,
         )
         result = train(
             train_slices, cfg, val_slices=val_slices, checkpoint=args.out / "checkpoint.pt",

@@ -1,0 +1,29 @@
+"""The bundled demo weights: present, checked against their card, loadable into the network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from inference.labels import AxialLabel
+from inference.ldh.pipeline import LdhPipeline, load_network
+from inference.modelcard import bundled_weights, read_card
+
+
+def test_demo_weights_load_and_are_checked() -> None:
+    path = bundled_weights("ldh")
+    if not path.is_file():
+        pytest.skip("demo weights not trained yet")
+    card = read_card(path)  # raises when the checksum differs
+    assert card.name == "ldh" and card.synthetic
+    assert "research use only" in card.notice
+    raw = json.loads(path.with_suffix(".card.json").read_text())
+    assert raw["training_data"]["phantom_seeds"] and raw["metrics"]
+    assert path.stat().st_size < 5 * 1024 * 1024
+    network, _ = load_network(path)
+    out = network(torch.zeros(1, 1, 64, 64))
+    assert out.shape == (1, len(AxialLabel), 64, 64)
+    pipe = LdhPipeline.from_weights(device="cpu")
+    assert pipe.card is not None and pipe.card.sha256 == card.sha256
