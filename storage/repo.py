@@ -20,6 +20,7 @@ UID), or two such transactions can deadlock on PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -36,6 +37,7 @@ from storage.models import (
     Series,
     Study,
     StudyState,
+    UTCDateTime,
     utcnow,
 )
 from storage.store import StoredFile
@@ -110,71 +112,107 @@ def _int(value: object) -> int | None:
         return int(number) if number.is_integer() else None
 
 
+@functools.lru_cache(maxsize=None)
+def _insert_ignore_stmt(dialect: str, table: sa.Table, key: str) -> Any:
+    # built once: values travel as parameters, so the statement is compiled once
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+    return None
+
+
 def _insert_ignore(session: Session, table: sa.Table, values: dict[str, Any], key: str) -> bool:
     """Insert ``values`` unless a row with the same unique ``key`` exists; ``True`` if inserted."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).values(values).on_conflict_do_nothing(
-            index_elements=[key]
-        )
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=[key])
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, table, key)
+    if stmt is None:  # pragma: no cover - only SQLite and PostgreSQL are supported
         try:
             with session.begin_nested():
-                session.execute(sa.insert(table).values(values))
+                session.execute(sa.insert(table), values)
             return True
         except sa.exc.IntegrityError:
             return False
-    return bool(_rowcount(session.execute(stmt)))
+    return bool(_rowcount(session.execute(stmt, values)))
 
 
-def _later(column: sa.ColumnElement[Any], now: datetime) -> sa.ColumnElement[Any]:
+def _later(column: sa.ColumnElement[Any], now: Any) -> sa.ColumnElement[Any]:
     """SQL for ``max(column, now)``, portable to SQLite and PostgreSQL."""
-    value = sa.literal(now, column.type)
+    value = now if isinstance(now, sa.BindParameter) else sa.literal(now, column.type)
     return sa.case((column < value, value), else_=column)
+
+
+_B_ID: sa.BindParameter[Any] = sa.bindparam("b_id")
+_B_NOW = sa.bindparam("b_now", type_=UTCDateTime())
+_SELECT_STUDY = (
+    sa.select(_studies.c.id, _studies.c.state, *(_studies.c[k] for k in STUDY_ATTRS))
+    .where(_studies.c.study_instance_uid == sa.bindparam("b_uid"))
+    .with_for_update()
+)
+_SELECT_SERIES = sa.select(
+    _series.c.id, _series.c.study_id, *(_series.c[k] for k in SERIES_ATTRS)
+).where(_series.c.series_instance_uid == sa.bindparam("b_uid"))
+_SELECT_INSTANCE = (
+    sa.select(_instances.c.id, _instances.c.series_id, _instances.c.sha256, _instances.c.version)
+    .where(_instances.c.sop_instance_uid == sa.bindparam("b_uid"))
+    .with_for_update()
+)
+# the common case of record_instance, prepared once
+_TOUCH_SERIES_NEW = (
+    sa.update(_series)
+    .where(_series.c.id == _B_ID)
+    .values(
+        instance_count=_series.c.instance_count + 1,
+        last_received_at=_later(_series.c.last_received_at, _B_NOW),
+    )
+)
+_TOUCH_SERIES = (
+    sa.update(_series)
+    .where(_series.c.id == _B_ID)
+    .values(last_received_at=_later(_series.c.last_received_at, _B_NOW))
+)
+_TOUCH_STUDY = (
+    sa.update(_studies)
+    .where(_studies.c.id == _B_ID)
+    .values(last_received_at=_later(_studies.c.last_received_at, _B_NOW))
+)
 
 
 def _upsert_study(
     session: Session, study_uid: str, attrs: dict[str, str | None], now: datetime
-) -> int:
+) -> tuple[int, StudyState, dict[str, Any]]:
+    """The study's id and state, creating the row if needed; and the gaps to fill.
+
+    The row is read ``FOR UPDATE``: recordings of one study take their row locks
+    in one order (study, series, instance) and so never deadlock each other.
+    """
     values = {k: _text(attrs.get(k)) for k in STUDY_ATTRS}
-    inserted = _insert_ignore(
-        session,
-        _studies,
-        {
-            "study_instance_uid": study_uid,
-            **values,
-            "state": StudyState.RECEIVING,
-            "forced": False,
-            "amendment": 0,
-            "first_received_at": now,
-            "last_received_at": now,
-        },
-        "study_instance_uid",
-    )
-    # FOR UPDATE: recordings of one study take their row locks in one order
-    # (study, series, instance) and so can never deadlock each other
-    row = session.execute(
-        sa.select(_studies.c.id, *(_studies.c[k] for k in STUDY_ATTRS))
-        .where(_studies.c.study_instance_uid == study_uid)
-        .with_for_update()
-    ).one()
-    if not inserted:
-        # the first value received wins; later instances only fill gaps
-        fill = {
-            k: sa.func.coalesce(_studies.c[k], v)
-            for k, v in values.items()
-            if v is not None and getattr(row, k) is None
-        }
-        if fill:
-            session.execute(sa.update(_studies).where(_studies.c.id == row.id).values(fill))
-    return int(row.id)
+    params = {"b_uid": study_uid}
+    row = session.execute(_SELECT_STUDY, params).one_or_none()
+    if row is None:
+        _insert_ignore(
+            session,
+            _studies,
+            {
+                "study_instance_uid": study_uid,
+                **values,
+                "state": StudyState.RECEIVING,
+                "forced": False,
+                "amendment": 0,
+                "first_received_at": now,
+                "last_received_at": now,
+            },
+            "study_instance_uid",
+        )
+        row = session.execute(_SELECT_STUDY, params).one()
+    # the first value received wins; later instances only fill gaps
+    fill = {k: v for k, v in values.items() if v is not None and getattr(row, k) is None}
+    return int(row.id), StudyState(row.state), fill
 
 
 def _upsert_series(
     session: Session, study_id: int, series_uid: str, attrs: dict[str, object], now: datetime
-) -> int:
+) -> tuple[int, dict[str, Any]]:
+    """The series' id, creating the row if needed; and the gaps to fill."""
     values: dict[str, Any] = {
         "modality": _text(attrs.get("modality")),
         "series_number": _int(attrs.get("series_number")),
@@ -182,34 +220,30 @@ def _upsert_series(
         "body_part_examined": _text(attrs.get("body_part_examined")),
         "frame_of_reference_uid": _text(attrs.get("frame_of_reference_uid")),
     }
-    inserted = _insert_ignore(
-        session,
-        _series,
-        {
-            "study_id": study_id,
-            "series_instance_uid": series_uid,
-            **values,
-            "instance_count": 0,
-            "last_received_at": now,
-        },
-        "series_instance_uid",
-    )
-    row = session.execute(
-        sa.select(_series.c.id, _series.c.study_id, *(_series.c[k] for k in SERIES_ATTRS)).where(
-            _series.c.series_instance_uid == series_uid
+    params = {"b_uid": series_uid}
+    row = session.execute(_SELECT_SERIES, params).one_or_none()
+    if row is None:
+        _insert_ignore(
+            session,
+            _series,
+            {
+                "study_id": study_id,
+                "series_instance_uid": series_uid,
+                **values,
+                "instance_count": 0,
+                "last_received_at": now,
+            },
+            "series_instance_uid",
         )
-    ).one()
+        row = session.execute(_SELECT_SERIES, params).one()
     if row.study_id != study_id:
         raise StorageError("the series UID is already indexed under another study")
-    if not inserted:
-        fill = {
-            k: sa.func.coalesce(_series.c[k], v)
-            for k, v in values.items()
-            if v is not None and getattr(row, k) is None
-        }
-        if fill:
-            session.execute(sa.update(_series).where(_series.c.id == row.id).values(fill))
-    return int(row.id)
+    fill = {k: v for k, v in values.items() if v is not None and getattr(row, k) is None}
+    return int(row.id), fill
+
+
+def _fill(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    return {k: sa.func.coalesce(table.c[k], v) for k, v in values.items()}
 
 
 def record_instance(
@@ -244,8 +278,9 @@ def record_instance(
         (DA as received), ``study_description``. The first non-empty value
         received for a study is kept; later instances only fill gaps.
     series_attrs
-        ``modality``, ``series_number`` (int or IS string), ``series_description``,
-        ``body_part_examined``, ``frame_of_reference_uid``; same rule.
+        ``modality``, ``series_number`` (int or IS string; unparsable = none),
+        ``series_description``, ``body_part_examined``,
+        ``frame_of_reference_uid``; same rule.
     now
         The time of receipt, timezone-aware.
 
@@ -253,10 +288,12 @@ def record_instance(
     -------
     str
         ``"new"`` (a row was inserted), ``"duplicate"`` (the same UID with the
-        same bytes is already indexed: nothing changes) or ``"new_version"``
-        (the same UID with different bytes: the row now points to the new file;
-        the caller audits it). After ``"new"`` or ``"new_version"`` a complete
-        study becomes ``amended`` (``amendment + 1``, ``completed_at`` cleared).
+        same bytes is already indexed in this series: nothing changes, not even
+        ``last_received_at``) or ``"new_version"`` (the same UID with different
+        bytes, or re-sent under another series: the row now points to the new
+        file and counts move with it; the caller audits it). After ``"new"`` or
+        ``"new_version"`` a complete study becomes ``amended`` (``amendment + 1``,
+        ``completed_at`` cleared).
 
     Raises
     ------
@@ -271,8 +308,8 @@ def record_instance(
     _check_uid("SOP Class UID", sop_class_uid)
     _check_uid("Transfer Syntax UID", transfer_syntax_uid)
 
-    study_id = _upsert_study(session, study_uid, study_attrs, now)
-    series_id = _upsert_series(session, study_id, series_uid, series_attrs, now)
+    study_id, state, study_fill = _upsert_study(session, study_uid, study_attrs, now)
+    series_id, series_fill = _upsert_series(session, study_id, series_uid, series_attrs, now)
 
     row_values = {
         "series_id": series_id,
@@ -286,6 +323,7 @@ def record_instance(
         "peer_address": peer,
     }
     outcome: Outcome
+    series_values = _fill(_series, series_fill)
     if _insert_ignore(
         session,
         _instances,
@@ -293,59 +331,44 @@ def record_instance(
         "sop_instance_uid",
     ):
         outcome = "new"
-        session.execute(
-            sa.update(_series)
-            .where(_series.c.id == series_id)
-            .values(instance_count=_series.c.instance_count + 1)
-        )
+        series_values["instance_count"] = _series.c.instance_count + 1
     else:
-        existing = session.execute(
-            sa.select(
-                _instances.c.id, _instances.c.series_id, _instances.c.sha256, _instances.c.version
-            )
-            .where(_instances.c.sop_instance_uid == sop_uid)
-            .with_for_update()
-        ).one()
+        existing = session.execute(_SELECT_INSTANCE, {"b_uid": sop_uid}).one()
         if existing.sha256 == stored.sha256 and existing.series_id == series_id:
-            return "duplicate"
-        outcome = "new_version"
-        session.execute(
-            sa.update(_instances)
-            .where(_instances.c.id == existing.id)
-            .values(version=max(existing.version + 1, stored.version), **row_values)
-        )
-        if existing.series_id != series_id:
-            # the UID was re-sent under another series: move the count with it
+            outcome = "duplicate"
+        else:
+            outcome = "new_version"
             session.execute(
-                sa.update(_series)
-                .where(_series.c.id == existing.series_id)
-                .values(instance_count=_series.c.instance_count - 1)
+                sa.update(_instances)
+                .where(_instances.c.id == existing.id)
+                .values(version=max(existing.version + 1, stored.version), **row_values)
             )
-            session.execute(
-                sa.update(_series)
-                .where(_series.c.id == series_id)
-                .values(instance_count=_series.c.instance_count + 1)
-            )
+            if existing.series_id != series_id:
+                # the UID was re-sent under another series: the count moves with it
+                session.execute(
+                    sa.update(_series)
+                    .where(_series.c.id == existing.series_id)
+                    .values(instance_count=_series.c.instance_count - 1)
+                )
+                series_values["instance_count"] = _series.c.instance_count + 1
 
-    session.execute(
-        sa.update(_series)
-        .where(_series.c.id == series_id)
-        .values(last_received_at=_later(_series.c.last_received_at, now))
-    )
-    session.execute(
-        sa.update(_studies)
-        .where(_studies.c.id == study_id)
-        .values(last_received_at=_later(_studies.c.last_received_at, now))
-    )
-    amended = _rowcount(
-        session.execute(
-            sa.update(_studies)
-            .where(_studies.c.id == study_id, _studies.c.state == StudyState.COMPLETE)
-            .values(
-                state=StudyState.AMENDED, amendment=_studies.c.amendment + 1, completed_at=None
-            )
+    study_values = _fill(_studies, study_fill)
+    amended = outcome != "duplicate" and state is StudyState.COMPLETE
+    if amended:
+        study_values.update(
+            state=StudyState.AMENDED, amendment=_studies.c.amendment + 1, completed_at=None
         )
-    )
+    touch = {"b_id": series_id, "b_now": now}
+    if outcome != "duplicate":
+        # the common case runs prepared statements; gaps to fill add one more
+        counted = "instance_count" in series_values
+        series_values.pop("instance_count", None)
+        session.execute(_TOUCH_SERIES_NEW if counted else _TOUCH_SERIES, touch)
+        session.execute(_TOUCH_STUDY, {"b_id": study_id, "b_now": now})
+    if series_values:
+        session.execute(sa.update(_series).where(_series.c.id == series_id).values(series_values))
+    if study_values:
+        session.execute(sa.update(_studies).where(_studies.c.id == study_id).values(study_values))
     if amended:
         logger.info(
             "study amended: instances arrived after completion", extra={"study_uid": study_uid}
