@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from inference.labels import SijLabel
-from inference.phantoms.sij import generate_sij_study, study_has_stir
+from inference.phantoms.sij import SijFeatures, generate_sij_study, latent_logit, sij_ground_truth, study_has_stir
 from inference.phantoms.sij_truth import (
     QUADRANT_KEYS,
     cranial_heights,
@@ -205,3 +205,35 @@ def test_sparcc_slices_have_lesions_somewhere(studies: dict[str, Path]) -> None:
     volumes = [_truth(s)["fm_volume_ml"]["total"] for s in studies.values()]
     for score, volume in zip(scores, volumes):
         assert (score > 0) <= (volume > 0)
+
+
+def test_latent_model_is_monotone_in_the_lesion_burden() -> None:
+    none = SijFeatures(fm_score=0, fm_quadrants=0, fm_volume_ml=0.0, oedema_quadrants=0)
+    some = SijFeatures(fm_score=6, fm_quadrants=3, fm_volume_ml=1.0, oedema_quadrants=0)
+    more = SijFeatures(fm_score=6, fm_quadrants=3, fm_volume_ml=1.0, oedema_quadrants=3)
+    assert latent_logit(none) < latent_logit(some) < latent_logit(more)
+    assert latent_logit(none) < -2.0  # a clean pelvis is rarely axSpA
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+@pytest.mark.slow
+def test_axspa_label_over_40_seeds_is_sensible_and_noisy() -> None:
+    truths = [sij_ground_truth(seed) for seed in range(1000, 1040)]
+    axspa = np.array([t["axspa"] for t in truths])
+    scores = np.array([t["sparcc_fm_score"] for t in truths])
+    latent = np.array([t["phantom"]["latent_logit_features"] for t in truths])
+    assert 0.25 <= axspa.mean() <= 0.75
+    # Both classes occur with overlapping FM scores: the score alone cannot separate them.
+    assert scores[axspa == 0].max() > scores[axspa == 1].min()
+    # Some FM in non-axSpA (degenerative / noise) and the oracle is good, not perfect.
+    assert (scores[axspa == 0] > 0).any()
+    assert 0.7 <= _auc(latent, axspa) < 1.0
+    # Some studies lack STIR, most have it.
+    no_stir = sum(t["oedema_table"] is None for t in truths)
+    assert 2 <= no_stir <= 16
