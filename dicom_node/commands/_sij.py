@@ -1,24 +1,173 @@
-"""``dicom-node train sij`` and ``dicom-node evaluate sij`` (placeholder until the pipeline lands)."""
+"""``dicom-node train sij`` and ``dicom-node evaluate sij``.
+
+Training data and evaluation data use the phantom layout (one study per folder with
+``dicom/cor_t1``, optional ``dicom/cor_stir``, ``labels/*.npz`` and ``ground_truth.json``;
+see docs/sij.md). ``--phantoms N`` writes N phantom studies into ``--data`` first.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _patch(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("patch size is SLICESxROWSxCOLS, e.g. 8x64x64")
+    return (parts[0], parts[1], parts[2])
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True,
+                        help="folder of labelled studies (phantom layout, any depth)")
+    parser.add_argument("--phantoms", type=int, default=0, metavar="N",
+                        help="first write N SIJ phantom studies into --data (seeds --phantom-seed ...)")
+    parser.add_argument("--phantom-seed", type=int, default=1000, help="seed of the first phantom (default 1000)")
+    parser.add_argument("--limit", type=int, default=0, help="use at most this many studies (0: all)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def run_train(args: argparse.Namespace) -> int:
-    print("dicom-node train sij: not implemented yet", file=sys.stderr)
-    return 2
+    """Options of ``dicom-node train sij``."""
+    _add_data_arguments(parser)
+    parser.add_argument("--out", type=Path, default=Path("sij.pt"),
+                        help="weights to write (a model card is written beside them); default ./sij.pt")
+    parser.add_argument("--steps", type=int, default=1500, help="segmentation training steps (default 1500)")
+    parser.add_argument("--batch-cases", type=int, default=2, help="studies per step (default 2)")
+    parser.add_argument("--samples", type=int, default=2, help="patches per study per step (default 2)")
+    parser.add_argument("--patch", type=_patch, default=(8, 64, 64), help="training patch, default 8x64x64")
+    parser.add_argument("--spacing", type=float, default=2.0, help="in-plane spacing in mm (default 2.0)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--seg-cases", type=int, default=0,
+                        help="studies used for segmentation (0: all); the classifier always sees all")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>.ckpt when it exists")
+    parser.add_argument("--version", default="0.1.0", help="model version written to the card")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Options of ``dicom-node evaluate sij``."""
+    _add_data_arguments(parser)
+    parser.add_argument("--weights", type=Path, default=None, help="weights with a card (default: bundled sij.pt)")
+    parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    parser.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
+    parser.add_argument("--no-per-case", action="store_true", help="leave the per-case table out")
+
+
+def _maybe_generate(args: argparse.Namespace) -> None:
+    if args.phantoms <= 0:
+        return
+    from inference.phantoms.sij import generate_sij_study  # the phantom generator (issue 3)
+
+    args.data.mkdir(parents=True, exist_ok=True)
+    for n in range(args.phantoms):
+        seed = args.phantom_seed + n
+        out = args.data / f"sij_{seed:05d}"
+        if not (out / "ground_truth.json").is_file():
+            generate_sij_study(out, seed=seed)
+    print(f"{args.phantoms} phantom studies in {args.data}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace) -> list[Any]:
+    from tqdm import tqdm
+
+    from inference.sij.data import find_cases, load_case
+
+    paths = find_cases(args.data)
+    if args.limit:
+        paths = paths[: args.limit]
+    if not paths:
+        raise SystemExit(f"no studies with ground_truth.json under {args.data}")
+    return [load_case(p) for p in tqdm(paths, desc="loading", disable=getattr(args, "no_progress", False))]
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train the segmentation network, then the classifier on its output; write weights + card."""
+    import torch
+
+    from inference.runtime import seed_everything
+    from inference.sij.errors import SijError
+    from inference.sij.inferer import SijInferer
+    from inference.sij.pipeline import PostprocessConfig, SijPipeline
+    from inference.sij.stats import delong_auc
+    from inference.sij.training import TrainConfig, predict_all, train_classifier, train_segmentation, write_model
+
+    torch.set_num_threads(max(1, args.threads))
+    seed_everything(args.seed)
+    _maybe_generate(args)
+    try:
+        cases = _load(args)
+        seg_cases = cases[: args.seg_cases] if args.seg_cases else cases
+        config = TrainConfig(steps=args.steps, batch_cases=args.batch_cases, samples_per_case=args.samples,
+                             patch_size=args.patch, spacing_mm=args.spacing, lr=args.lr, seed=args.seed,
+                             threads=args.threads)
+        t0 = time.monotonic()
+        net, history = train_segmentation([c.as_dict() for c in seg_cases], config,
+                                          checkpoint=args.out.with_suffix(".ckpt"), resume=args.resume,
+                                          progress=not args.no_progress)
+        seg_s = time.monotonic() - t0
+        pipeline = SijPipeline(net, inferer=SijInferer(patch_size=config.inference_patch_size, flip_tta=False),
+                               spacing_mm=config.spacing_mm)
+        results = predict_all(pipeline, cases, progress=not args.no_progress)
+        labels = [c.axspa for c in cases]
+        classifier, oof = train_classifier(results, labels, seed=args.seed)
+        oof_auc = delong_auc(labels, oof).auc
+        metrics = {
+            "final_loss_mean_last_50": float(sum(history[-50:]) / max(1, len(history[-50:]))),
+            "classifier_out_of_fold_auc": oof_auc,
+            "segmentation_training_seconds": round(seg_s, 1),
+            "training_studies": len(cases),
+            "segmentation_studies": len(seg_cases),
+        }
+        write_model(args.out, net, config, classifier=classifier, version=args.version,
+                    training_data=f"{len(cases)} studies from {args.data}", metrics=metrics,
+                    postprocess=PostprocessConfig().__dict__)
+    except SijError as exc:
+        print(f"dicom-node train sij: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} and its card; classifier out-of-fold AUC {oof_auc:.3f}, "
+          f"threshold {classifier.threshold:.3f}")
+    return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    print("dicom-node evaluate sij: not implemented yet", file=sys.stderr)
-    return 2
+    """Run the pipeline on labelled studies and print the source study's table."""
+    import torch
+    from tqdm import tqdm
+
+    from inference.sij.errors import SijError
+    from inference.sij.evaluation import evaluate_results, format_report
+    from inference.sij.pipeline import SijPipeline
+
+    torch.set_num_threads(max(1, args.threads))
+    _maybe_generate(args)
+    try:
+        pipeline = SijPipeline.from_weights(args.weights, device=args.device, flip_tta=not args.no_tta)
+        cases = _load(args)
+        t0 = time.monotonic()
+        results = [pipeline(c.t1, c.stir) for c in tqdm(cases, desc="sij evaluate")]
+        seconds = (time.monotonic() - t0) / len(cases)
+        ev = evaluate_results([c.path.name for c in cases], results, [c.t1_labels for c in cases],
+                              [c.truth for c in cases])
+    except SijError as exc:
+        print(f"dicom-node evaluate sij: {exc}", file=sys.stderr)
+        return 1
+    ev.extra["seconds_per_study"] = round(seconds, 2)
+    if pipeline.model is not None:
+        ev.extra["model"] = {"name": pipeline.model.name, "version": pipeline.model.version,
+                             "sha256": pipeline.model.sha256}
+    print(format_report(ev, per_case=not args.no_per_case))
+    print(f"\n{len(cases)} studies, {seconds:.2f} s per study; {pipeline.model.notice if pipeline.model else ''}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(ev.to_dict(), indent=2, default=float) + "\n", encoding="utf-8")
+    return 0

@@ -45,9 +45,9 @@ OUT_CHANNELS = len(SOFTMAX_LABELS) + 1
 class NetworkConfig:
     """Architecture hyper-parameters, stored in the model card so weights rebuild their network."""
 
-    filters: tuple[int, ...] = (8, 16, 32, 48, 64)
-    kernels: tuple[tuple[int, int, int], ...] = ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3))
-    strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (1, 2, 2), (1, 2, 2), (2, 2, 2), (1, 2, 2))
+    filters: tuple[int, ...] = (8, 16, 32, 64)
+    kernels: tuple[tuple[int, int, int], ...] = ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3))
+    strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (1, 2, 2), (1, 2, 2), (2, 2, 2))
     dropout: float = 0.1
     res_block: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

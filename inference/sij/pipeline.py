@@ -163,6 +163,7 @@ def analyse(
         labels=labels,
         oedema=oedema,
         quadrants=qmap.quadrants,
+        fm_presence=present,
         sparcc_slice_indices=tuple(int(k) for k in chosen),
         fm_table=_rows(chosen, uids, present, counts),
         sparcc_fm_score=score,
@@ -250,7 +251,8 @@ class SijPipeline:
             raise SijModelError(f"SIJ weights {path} and their card do not fit: {exc}") from exc
         classifier = AxspaClassifier.from_dict(extra["classifier"]) if "classifier" in extra else None
         post = PostprocessConfig(**extra.get("postprocess", {}))
-        inferer = SijInferer(patch_size=tuple(pre["patch_size"]), flip_tta=flip_tta)  # type: ignore[arg-type]
+        patch = tuple(int(v) for v in pre.get("inference_patch_size", pre["patch_size"]))
+        inferer = SijInferer(patch_size=patch, overlap=float(pre.get("overlap", 0.5)), flip_tta=flip_tta)  # type: ignore[arg-type]
         info = ModelInfo(card.name, card.version, card.sha256, card.notice, card.synthetic)
         return cls(
             network,

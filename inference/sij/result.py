@@ -97,6 +97,9 @@ class SijResult:
     quadrants:
         int8 (slices, rows, cols), quadrant index of every FM voxel (-1 elsewhere),
         names in :data:`inference.sij.quadrants.QUADRANT_NAMES`.
+    fm_presence:
+        bool (slices, 8): FM presence per quadrant on every slice (the scored table is a
+        window of it).
     sparcc_slice_indices:
         The five consecutive slices scored (indices into the volume).
     fm_table:
@@ -128,6 +131,7 @@ class SijResult:
     labels: np.ndarray
     oedema: np.ndarray | None
     quadrants: np.ndarray
+    fm_presence: np.ndarray
     sparcc_slice_indices: tuple[int, ...]
     fm_table: tuple[QuadrantRow, ...]
     sparcc_fm_score: int
