@@ -3,7 +3,8 @@
 Numpy in, numpy out; no network and no DICOM. The rules are those of CLINICAL.md
 section 1 (Mysliwiec et al., Eur Spine J 2010):
 
-* the **intra-facet line** joins the medial margins of the left and right facet joints;
+* the **intra-facet line** joins the medial margins of the left and right facet
+  joints (the anteromedial corner of each facet's medial edge);
 * the **posterior disc margin** is the most posterior disc pixel between the two
   medial facet margins (the reading of :mod:`inference.phantoms.msu_truth`, which
   grades the phantoms);
@@ -151,11 +152,15 @@ def _points_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return np.column_stack([rows * float(spacing[0]), cols * float(spacing[1])])
 
 
-def _extreme_mean(points: np.ndarray, values: np.ndarray, *, largest: bool, tol: float) -> np.ndarray:
-    """Mean of the points whose value is less than ``tol`` from the extreme one."""
+def _medial_point(
+    points: np.ndarray, values: np.ndarray, *, largest: bool, tol: float, towards: np.ndarray | None
+) -> np.ndarray:
+    """Of the points within ``tol`` of the extreme value, the one nearest ``towards`` (else their mean)."""
     target = values.max() if largest else values.min()
-    keep = np.abs(values - target) < tol
-    return np.asarray(points[keep].mean(axis=0))
+    edge = points[np.abs(values - target) <= tol]
+    if towards is None:
+        return np.asarray(edge.mean(axis=0))
+    return np.asarray(edge[int(np.argmin(np.linalg.norm(edge - towards, axis=1)))])
 
 
 def intrafacet_line(
@@ -164,15 +169,18 @@ def intrafacet_line(
     spacing: Sequence[float],
     *,
     left_direction: Sequence[float] | None = None,
-    edge_tolerance_mm: float = 1.0,
+    towards: Sequence[float] | None = None,
 ) -> IntraFacetLine:
     """The line joining the medial margins of the two facet joints.
 
-    The medial margin of each facet is the mean of its pixels within
-    ``edge_tolerance_mm`` of its extreme towards the other facet, measured along
-    the patient's left-right axis: ``left_direction`` when the caller knows it
-    from the image orientation, else the axis joining the two facets' centroids
-    (so a rotated slice is handled like an upright one).
+    The medial margin of each facet is its extreme pixel towards the other
+    facet, measured along the patient's left-right axis: ``left_direction`` when
+    the caller gives it, else the axis joining the two facets' centroids (so a
+    rotated slice is handled like an upright one). Of the pixels within half a
+    pixel of that extreme (a straight medial edge), the one nearest ``towards``
+    (the disc's centre: the anteromedial corner) is taken, or their mean when
+    ``towards`` is ``None``. This is the reading of
+    :mod:`inference.phantoms.msu_truth`.
 
     Parameters
     ----------
@@ -183,9 +191,8 @@ def intrafacet_line(
     left_direction
         ``(2,)`` direction (row, column components, in mm space) of the patient's
         left in this slice, e.g. from ImageOrientationPatient.
-    edge_tolerance_mm
-        Pixels closer than this (and than one pixel) to the most medial one count
-        as the medial margin.
+    towards
+        ``(2,)`` point (mm): picks the anteromedial corner of a straight medial edge.
 
     Returns
     -------
@@ -209,10 +216,10 @@ def intrafacet_line(
     if norm == 0.0:
         raise MsuError("no left-right axis: facet centroids coincide or left_direction is zero")
     axis = axis / norm
-    # never a whole pixel further: a straight edge is one column of pixels
-    tol = min(edge_tolerance_mm, float(min(spacing)))
-    left = _extreme_mean(left_pts, left_pts @ axis, largest=False, tol=tol)
-    right = _extreme_mean(right_pts, right_pts @ axis, largest=True, tol=tol)
+    tol = 0.5 * float(min(spacing))  # ties: within half a pixel
+    target = None if towards is None else np.asarray(towards, dtype=float).reshape(2)
+    left = _medial_point(left_pts, left_pts @ axis, largest=False, tol=tol, towards=target)
+    right = _medial_point(right_pts, right_pts @ axis, largest=True, tol=tol, towards=target)
     if np.linalg.norm(left - right) == 0.0:
         raise MsuError("the medial facet margins coincide")
     return IntraFacetLine(right=right, left=left)
@@ -329,15 +336,19 @@ def measure_msu(
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise MsuError(f"expected one 2D slice of labels, got shape {labels.shape}")
-    line = intrafacet_line(
-        labels == AxialLabel.FACET_LEFT, labels == AxialLabel.FACET_RIGHT, spacing, left_direction=left_direction
-    )
-    normal = np.array([-line.direction[1], line.direction[0]])
     anchor = _points_mm(labels == AxialLabel.DISC, spacing)
     if len(anchor) == 0:
         anchor = _points_mm(labels == AxialLabel.VERTEBRA, spacing)
     if len(anchor) == 0:
         raise MsuError("neither disc nor vertebral body on the slice: nothing to measure size from")
+    line = intrafacet_line(
+        labels == AxialLabel.FACET_LEFT,
+        labels == AxialLabel.FACET_RIGHT,
+        spacing,
+        left_direction=left_direction,
+        towards=anchor.mean(axis=0),
+    )
+    normal = np.array([-line.direction[1], line.direction[0]])
     if float((line.right - anchor.mean(axis=0)) @ normal) < 0:
         normal = -normal
     ref = _posterior_reference(labels, spacing, normal, line)

@@ -249,13 +249,10 @@ class LdhPipeline:
         for stack, k in slices:
             volume = axial[stack]
             spacing = (float(volume.spacing[1]), float(volume.spacing[2]))
-            left = left_direction_in_slice(volume.row_direction, volume.column_direction)
             try:
-                readings.append(
-                    measure_msu(
-                        segs[stack].labels[k], spacing, left_direction=left, min_herniation_mm2=self.min_herniation_mm2
-                    )
-                )
+                # the left-right axis from the facets themselves, as the reference reading does;
+                # sides are already fixed by post-processing from the orientation
+                readings.append(measure_msu(segs[stack].labels[k], spacing, min_herniation_mm2=self.min_herniation_mm2))
             except MsuError as exc:
                 readings.append(None)
                 problems.append(str(exc))

@@ -19,8 +19,8 @@ def labelled_slice(depth: int = 0, cols: tuple[int, int] = (46, 52)) -> np.ndarr
     lab[10:30, 30:70] = L.VERTEBRA
     lab[30:50, 30:70] = L.DISC
     lab[55:75, 40:60] = L.DURAL_SAC
-    lab[60:71, 14:25] = L.FACET_RIGHT
-    lab[60:71, 75:86] = L.FACET_LEFT
+    lab[65:76, 14:25] = L.FACET_RIGHT
+    lab[65:76, 75:86] = L.FACET_LEFT
     if depth:
         lab[50 : 50 + depth, cols[0] : cols[1] + 1] = L.HERNIATION
     return lab

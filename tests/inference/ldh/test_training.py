@@ -33,7 +33,7 @@ def toy_slices(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
 
 def tiny_config(**kw: object) -> TrainConfig:
     base = dict(epochs=2, steps_per_epoch=6, batch_size=4, learning_rate=1e-2, patch=(64, 64),
-                seed=1, device="cpu", augment=False, channels=(8, 16, 32))
+                seed=1, device="cpu", augment=False, channels=(8, 16, 32), num_threads=1)
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
