@@ -93,6 +93,7 @@ def _load(args: argparse.Namespace) -> list[Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train the segmentation network, then the classifier on its output; write weights + card."""
+    import numpy as np
     import torch
 
     from inference.runtime import seed_everything
@@ -121,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         results = predict_all(pipeline, cases, progress=not args.no_progress)
         labels = [c.axspa for c in cases]
         classifier, oof = train_classifier(results, labels, seed=args.seed)
-        oof_auc = delong_auc(labels, oof).auc
+        oof_auc = delong_auc(np.asarray(labels), oof).auc
         metrics = {
             "final_loss_mean_last_50": float(sum(history[-50:]) / max(1, len(history[-50:]))),
             "classifier_out_of_fold_auc": oof_auc,
