@@ -39,6 +39,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="version written into the model card")
     parser.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="learning-rate schedule")
+    parser.add_argument(
+        "--phantoms", type=Path, default=None, help="folder of lumbar phantom studies to train on as well (dicom-node synth lumbar)"
+    )
+    parser.add_argument("--phantom-slices", type=int, default=3, help="central sagittal slices per phantom study (default 3)")
     parser.add_argument("--init", type=Path, default=None, help="start from these weights or checkpoint (fine-tuning)")
 
 
@@ -80,6 +84,13 @@ def _print_summary(summary: Any, title: str) -> None:
     print(f"  vertebra Dice {summary.dice_vertebra:.3f}, canal Dice {summary.dice_canal:.3f}")
 
 
+def _phantom_seed(study: Path) -> int | None:
+    try:
+        return int(json.loads((study / "ground_truth.json").read_text(encoding="utf-8"))["seed"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train, export float16 weights, evaluate on the held-out patients, write the card."""
     import torch
@@ -95,6 +106,15 @@ def run_train(args: argparse.Namespace) -> int:
         device = select_device(args.device)
         slices, train_ids, test_ids = _split(args)
         samples = [prepare_sample(s.image, s.labels) for s in slices if s.patient in set(train_ids)]
+        n_spider = len(samples)
+        studies: list[Path] = []
+        if args.phantoms is not None:
+            from inference.levels.phantoms import phantom_sagittal_slices, phantom_studies
+
+            studies = phantom_studies(args.phantoms)
+            for study in studies:
+                for image, labels, spacing in phantom_sagittal_slices(study, args.phantom_slices):
+                    samples.append(prepare_sample(image, labels, spacing))
         config = TrainConfig(
             out_dir=args.out,
             epochs=args.epochs,
@@ -121,10 +141,16 @@ def run_train(args: argparse.Namespace) -> int:
         "weights_dtype": "float16",
         "training_data": {
             "spider": SPIDER_CITATION,
-            "slices": len(samples),
+            "spider_slices": n_spider,
             "train_patients": train_ids,
             "held_out_patients": test_ids,
-            "phantoms": None,
+            "phantoms": {
+                "studies": [p.name for p in studies],
+                "seeds": [_phantom_seed(p) for p in studies],
+                "slices": len(samples) - n_spider,
+            }
+            if studies
+            else None,
         },
         "seeds": {"training": args.seed, "split": args.split_seed},
         "training": {

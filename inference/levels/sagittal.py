@@ -60,7 +60,7 @@ def candidate_slices(n_slices: int) -> list[int]:
 
 
 def read_sagittal(sagittal: VolumeLike, model: torch.nn.Module) -> SagittalReading:
-    """Segment the central slices and keep the mid-sagittal one (most discs, then widest canal).
+    """Segment the central slices and keep the mid-sagittal one (widest canal, then most discs).
 
     Raises
     ------
@@ -84,12 +84,13 @@ def read_sagittal(sagittal: VolumeLike, model: torch.nn.Module) -> SagittalReadi
     except RuntimeError as exc:
         raise LevelsError(f"the level network failed on the sagittal series: {exc}") from exc
     best: SagittalReading | None = None
-    best_key: tuple[int, int, float] = (-1, -1, 0.0)
+    best_key: tuple[int, int, float] = (-1, -1, -np.inf)
     centre = (array.shape[0] - 1) / 2.0
     for k, fit, prob in zip(ks, fits, probs):
         labels, confidence = probabilities_to_labels(prob, fit)
         count = count_levels(labels, spacing, probability=confidence)
-        key = (len(count.discs), int(np.count_nonzero(labels == SagittalLabel.CANAL)), -abs(k - centre))
+        # the mid-sagittal slice shows the widest canal; then the most discs, then the most central
+        key = (int(np.count_nonzero(labels == SagittalLabel.CANAL)), len(count.discs), -abs(k - centre))
         if key > best_key:
             best_key, best = key, SagittalReading(k, count, view, labels, spacing)
     assert best is not None
