@@ -51,6 +51,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seg-cases", type=int, default=0,
                         help="studies used for segmentation (0: all); the classifier always sees all")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.ckpt when it exists")
+    parser.add_argument("--classifier-only", action="store_true",
+                        help="keep the network of the existing --out weights; refit only the axSpA classifier")
     parser.add_argument("--version", default="0.1.0", help="model version written to the card")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -91,6 +93,25 @@ def _load(args: argparse.Namespace) -> list[Any]:
     return [load_case(p) for p in tqdm(paths, desc="loading", disable=getattr(args, "no_progress", False))]
 
 
+def _existing_network(weights: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Network, training config and card of existing weights (for ``--classifier-only``)."""
+    import dataclasses
+
+    from inference.modelcard import read_card
+    from inference.sij.network import NetworkConfig
+    from inference.sij.pipeline import SijPipeline
+    from inference.sij.training import TrainConfig
+
+    existing = SijPipeline.from_weights(weights, device="cpu", flip_tta=False)
+    card = read_card(weights).extra
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    kwargs = {k: v for k, v in card["training"].items() if k in names}
+    kwargs["network"] = NetworkConfig.from_dict(card["network"])
+    kwargs["patch_size"] = tuple(card["preprocessing"]["patch_size"])
+    kwargs["inference_patch_size"] = tuple(card["preprocessing"]["inference_patch_size"])
+    return existing.network, TrainConfig(**kwargs), card
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train the segmentation network, then the classifier on its output; write weights + card."""
     import numpy as np
@@ -113,9 +134,14 @@ def run_train(args: argparse.Namespace) -> int:
                              patch_size=args.patch, spacing_mm=args.spacing, lr=args.lr, seed=args.seed,
                              threads=args.threads)
         t0 = time.monotonic()
-        net, history = train_segmentation([c.as_dict() for c in seg_cases], config,
-                                          checkpoint=args.out.with_suffix(".ckpt"), resume=args.resume,
-                                          progress=not args.no_progress)
+        previous: dict[str, Any] = {}
+        if args.classifier_only:
+            net, config, previous = _existing_network(args.out)
+            history = [float(previous.get("metrics", {}).get("final_loss_mean_last_50", float("nan")))]
+        else:
+            net, history = train_segmentation([c.as_dict() for c in seg_cases], config,
+                                              checkpoint=args.out.with_suffix(".ckpt"), resume=args.resume,
+                                              progress=not args.no_progress)
         seg_s = time.monotonic() - t0
         pipeline = SijPipeline(net, inferer=SijInferer(patch_size=config.inference_patch_size, flip_tta=False),
                                spacing_mm=config.spacing_mm)
@@ -124,14 +150,18 @@ def run_train(args: argparse.Namespace) -> int:
         classifier, oof = train_classifier(results, labels, seed=args.seed)
         oof_auc = delong_auc(np.asarray(labels), oof).auc
         metrics = {
+            **previous.get("metrics", {}),
             "final_loss_mean_last_50": float(sum(history[-50:]) / max(1, len(history[-50:]))),
             "classifier_out_of_fold_auc": oof_auc,
-            "segmentation_training_seconds": round(seg_s, 1),
-            "training_studies": len(cases),
-            "segmentation_studies": len(seg_cases),
+            "classifier_studies": len(cases),
         }
+        if not args.classifier_only:
+            metrics["segmentation_training_seconds"] = round(seg_s, 1)
+            metrics["segmentation_studies"] = len(seg_cases)
+            metrics["segmentation_data"] = str(args.data)
         write_model(args.out, net, config, classifier=classifier, version=args.version,
-                    training_data=f"{len(cases)} studies from {args.data}", metrics=metrics,
+                    training_data=previous.get("training", {}).get("data", f"{len(seg_cases)} studies from {args.data}"),
+                    metrics=metrics,
                     postprocess=PostprocessConfig().__dict__)
     except SijError as exc:
         print(f"dicom-node train sij: {exc}", file=sys.stderr)
