@@ -175,7 +175,7 @@ def start_serve(
     *,
     port: int | None = None,
     ae_title: str = "DICOM_NODE",
-    ready_timeout: float = 60.0,
+    ready_timeout: float = 180.0,
     **config: Any,
 ) -> ServeProcess:
     """Start ``dicom-node serve`` with its store in ``directory/var``; wait until it is ready.
@@ -233,6 +233,21 @@ def serve_node(tmp_path: Path) -> Iterator[ServeProcess]:
             node.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """One ``serve`` for the whole session (tests use their own UIDs); must exit 0.
+
+    Starting ``serve`` costs seconds (the CLI imports every command), so tests that
+    only need *a* node share this one and look only at their own UIDs.
+    """
+    node = start_serve(tmp_path_factory.mktemp("shared") / "node")
+    try:
+        yield node
+    finally:
+        if node.proc.poll() is None:
+            assert node.stop() == 0
+
+
 def indexed(node: ServeProcess) -> dict[str, tuple[str, str, int]]:
     """The node's index: SOP Instance UID -> (absolute file path, sha256, version)."""
     import sqlalchemy as sa
@@ -255,10 +270,15 @@ def indexed(node: ServeProcess) -> dict[str, tuple[str, str, int]]:
 
 def audit(node: ServeProcess, kind: str | None = None) -> list[Any]:
     """The node's audit events (newest first)."""
+    return audit_of(node.settings, kind)
+
+
+def audit_of(settings: Settings, kind: str | None = None) -> list[Any]:
+    """The audit events (newest first) in the database ``settings`` name."""
     from storage import repo
     from storage.db import make_engine, make_session_factory
 
-    engine = make_engine(node.settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
     try:
         with make_session_factory(engine)() as session:
             events = repo.audit_events(session=session, kind=kind)

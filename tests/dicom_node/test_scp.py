@@ -13,21 +13,23 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage
 
+from config.settings import load_settings
 from dicom_node.dimse import Status
-from dicom_node.scp import is_valid_uid, parse_instance
+from dicom_node.scp import AssociationPolicy, is_valid_uid, parse_instance
+from dicom_node.server import Node
+from tests.conftest import free_port
 from tests.dicom_node.serve_harness import (
     ServeProcess,
     associate,
     audit,
+    audit_of,
     echo_ok,
     indexed,
     make_instance,
     send_files_as_is,
-    serve_node,
     start_serve,
 )
 
-__all__ = ["serve_node"]  # the fixture, imported for pytest
 
 MR = (MRImageStorage, [ExplicitVRLittleEndian])
 
@@ -75,34 +77,35 @@ def test_truncated_bytes_are_refused_by_the_parser() -> None:
         parse_instance(b"not dicom at all" * 10)
 
 
-def test_store_is_durable_indexed_and_audited(serve_node: ServeProcess) -> None:
+def test_store_is_durable_indexed_and_audited(shared_node: ServeProcess) -> None:
     ds = make_instance(generate_uid(), generate_uid(), 1)
-    assert _store(serve_node, ds) == Status.SUCCESS
-    rows = indexed(serve_node)
-    assert list(rows) == [ds.SOPInstanceUID]
+    assert _store(shared_node, ds) == Status.SUCCESS
+    rows = indexed(shared_node)
     path, sha256, version = rows[ds.SOPInstanceUID]
     data = Path(path).read_bytes()
     assert hashlib.sha256(data).hexdigest() == sha256
     # stored as received: the file ends with exactly the encoded data set we sent
     assert data.endswith(encode(ds, False, True))
     assert pydicom.dcmread(path).SOPInstanceUID == ds.SOPInstanceUID
-    events = audit(serve_node, kind="store")
-    assert [(e.outcome, e.calling_ae, e.sop_uid) for e in events] == [
-        ("0x0000", "TEST_SCU", ds.SOPInstanceUID)
+    events = [e for e in audit(shared_node, kind="store") if e.sop_uid == ds.SOPInstanceUID]
+    assert [(e.outcome, e.calling_ae, e.study_uid) for e in events] == [
+        ("0x0000", "TEST_SCU", ds.StudyInstanceUID)
     ]
     assert events[0].peer.startswith("127.0.0.1:")
     assert version == 1
 
 
-def test_resend_is_idempotent_and_new_content_is_a_new_version(serve_node: ServeProcess) -> None:
+def test_resend_is_idempotent_and_new_content_is_a_new_version(shared_node: ServeProcess) -> None:
     ds = make_instance(generate_uid(), generate_uid(), 1)
-    assert _store(serve_node, ds) == Status.SUCCESS
-    assert _store(serve_node, ds) == Status.SUCCESS
-    assert len(indexed(serve_node)) == 1
+    before = len(indexed(shared_node))
+    assert _store(shared_node, ds) == Status.SUCCESS
+    assert _store(shared_node, ds) == Status.SUCCESS
+    assert len(indexed(shared_node)) == before + 1
+    assert indexed(shared_node)[ds.SOPInstanceUID][2] == 1
     ds.SeriesDescription = "changed"
-    assert _store(serve_node, ds) == Status.SUCCESS
-    rows = indexed(serve_node)
-    assert len(rows) == 1
+    assert _store(shared_node, ds) == Status.SUCCESS
+    rows = indexed(shared_node)
+    assert len(rows) == before + 1
     path, sha256, version = rows[ds.SOPInstanceUID]
     assert version == 2
     assert pydicom.dcmread(path).SeriesDescription == "changed"
@@ -119,7 +122,7 @@ def test_resend_is_idempotent_and_new_content_is_a_new_version(serve_node: Serve
     ],
 )
 def test_bad_uids_get_their_status(
-    serve_node: ServeProcess, tmp_path: Path, mutate: str, expected: Status
+    shared_node: ServeProcess, tmp_path: Path, mutate: str, expected: Status
 ) -> None:
     ds = make_instance(generate_uid(), generate_uid(), 1)
     meta_uid = ds.SOPInstanceUID
@@ -135,49 +138,70 @@ def test_bad_uids_get_their_status(
     elif mutate == "wrong_sop_class":
         ds.SOPClassUID = CTImageStorage
     path = _write_raw(tmp_path / "bad.dcm", ds, meta_uid)
-    assert _store(serve_node, path, context) == expected
-    assert indexed(serve_node) == {}
-    assert echo_ok(serve_node.port)
-    assert f"0x{expected:04X}" in serve_node.log()
-    assert [e.outcome for e in audit(serve_node, kind="store")] == [f"0x{expected:04X}"]
+    assert _store(shared_node, path, context) == expected
+    assert meta_uid not in indexed(shared_node) and ds.get("SOPInstanceUID") not in indexed(shared_node)
+    assert echo_ok(shared_node.port)
+    assert f"0x{expected:04X}" in shared_node.log()
+    events = [e for e in audit(shared_node, kind="store") if e.sop_uid == meta_uid]
+    assert [e.outcome for e in events] == [f"0x{expected:04X}"]
 
 
-def test_wrong_called_ae_is_rejected(serve_node: ServeProcess) -> None:
-    assoc = associate(serve_node.port, called_ae="NOT_OURS")
+def test_wrong_called_ae_is_rejected(shared_node: ServeProcess) -> None:
+    assoc = associate(shared_node.port, called_ae="NOT_OURS")
     assert assoc.is_rejected
     assert assoc.acceptor.primitive.diagnostic == 0x07
-    assert echo_ok(serve_node.port)
-    assert any("NOT_OURS" in (e.detail or "") for e in audit(serve_node, kind="association"))
+    assert echo_ok(shared_node.port)
+    assert any("NOT_OURS" in (e.detail or "") for e in audit(shared_node, kind="association"))
 
 
-def test_allow_lists(tmp_path: Path) -> None:
-    node = start_serve(tmp_path / "node", allowed_calling_aets=["PACS"])
+def test_association_policy() -> None:
+    policy = AssociationPolicy("NODE", ["PACS"], ["10.0.0.1"])
+    assert policy.refusal("PACS", "NODE", "10.0.0.1") is None
+    assert policy.refusal("PACS", "OTHER", "10.0.0.1")[1] == (1, 1, 7)
+    assert policy.refusal("STRANGER", "NODE", "10.0.0.1")[1] == (1, 1, 3)
+    reason, _ = policy.refusal("PACS", "NODE", "127.0.0.1")
+    assert "peer address 127.0.0.1" in reason
+    assert AssociationPolicy("NODE").refusal("ANYONE", "NODE", "1.2.3.4") is None
+
+
+def test_allow_lists_and_disk_floor(tmp_path: Path) -> None:
+    """Unknown calling AE, peer address not allowed, and a disk below the floor."""
+    node = start_serve(
+        tmp_path / "node", allowed_calling_aets=["PACS", "TEST_SCU"],
+        allowed_hosts=["127.0.0.1"], min_free_disk_mb=10**9,
+    )
     try:
         assoc = associate(node.port, calling_ae="STRANGER")
         assert assoc.is_rejected
         assert assoc.acceptor.primitive.diagnostic == 0x03
         assert echo_ok(node.port, calling_ae="PACS")
-    finally:
-        assert node.stop() == 0
-    node = start_serve(tmp_path / "node2", allowed_hosts=["10.9.8.7"],
-                       allowed_calling_aets=[])
-    try:
-        assert not echo_ok(node.port)
-        assert "peer address 127.0.0.1 is not allowed" in node.log()
-    finally:
-        assert node.stop() == 0
 
-
-def test_disk_floor_answers_out_of_resources(tmp_path: Path) -> None:
-    node = start_serve(tmp_path / "node", min_free_disk_mb=10**9)
-    try:
         ds = make_instance(generate_uid(), generate_uid(), 1)
         assert _store(node, ds) == Status.OUT_OF_RESOURCES
         assert indexed(node) == {}
-        assert not list((node.settings.storage_dir / "instances").rglob("*.dcm"))
+        assert not [p for p in (node.settings.storage_dir / "instances").rglob("*") if p.is_file()]
         assert echo_ok(node.port)
+        events = audit(node)
+        assert any(e.kind == "association" and e.calling_ae == "STRANGER" for e in events)
+        assert any(e.kind == "store" and e.outcome == "0xA700" for e in events)
     finally:
         assert node.stop() == 0
+
+
+def test_peer_address_allow_list_in_process(tmp_path: Path) -> None:
+    """The same checks run in-process too (Node is what ``serve`` runs)."""
+    settings = load_settings(
+        environ={}, storage_dir=tmp_path / "var", host="127.0.0.1", port=free_port(),
+        min_free_disk_mb=0, allowed_hosts=["10.9.8.7"],
+    )
+    node = Node(settings)
+    node.start()
+    try:
+        assert not echo_ok(node.address[1])
+        events = audit_of(settings)
+        assert [e.detail for e in events] == ["peer address 127.0.0.1 is not allowed"]
+    finally:
+        node.stop()
 
 
 def _sendable(path: str) -> tuple[str, str, bool] | None:
@@ -199,22 +223,26 @@ def _sendable(path: str) -> tuple[str, str, bool] | None:
     return str(sop_class), str(ts), has_meta
 
 
-def test_every_pydicom_test_file_gets_a_documented_status(serve_node: ServeProcess) -> None:
+def test_every_pydicom_test_file_gets_a_documented_status(shared_node: ServeProcess) -> None:
     from pydicom.data import get_testdata_files
 
     documented = {int(s) for s in Status}
+    before = len(indexed(shared_node))
     results: dict[str, int] = {}
+    files: dict[str, tuple[str, str, bool]] = {}
     for path in sorted(get_testdata_files()):
-        if not Path(path).is_file():
-            continue
-        sendable = _sendable(path)
-        if sendable is None:
-            continue
-        sop_class, ts, has_meta = sendable
-        assoc = associate(serve_node.port, [(sop_class, [ts])])
-        try:
-            if not assoc.is_established or not assoc.accepted_contexts:
-                results[Path(path).name] = -1  # a non-storage SOP class: context rejected
+        if Path(path).is_file() and (sendable := _sendable(path)) is not None:
+            files[path] = sendable
+    pairs = sorted({(c, t) for c, t, _ in files.values()})
+    assert len(pairs) <= 128  # one association can propose them all
+    assoc = associate(shared_node.port, [(c, [t]) for c, t in pairs])
+    assert assoc.is_established
+    try:
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+        for path, (sop_class, ts, has_meta) in files.items():
+            name = Path(path).name
+            if (sop_class, ts) not in accepted:
+                results[name] = -1  # a non-storage SOP class: context rejected
                 continue
             payload: Path | Dataset = Path(path)
             if not has_meta:
@@ -225,12 +253,12 @@ def test_every_pydicom_test_file_gets_a_documented_status(serve_node: ServeProce
                 with send_files_as_is():
                     status = assoc.send_c_store(payload)
             except Exception:  # the SCU cannot encode it: nothing was sent
-                results[Path(path).name] = -2
+                results[name] = -2
                 continue
-            results[Path(path).name] = int(status.Status) if status else -3
-        finally:
-            if assoc.is_established:
-                assoc.release()
+            assert assoc.is_established, name
+            results[name] = int(status.Status) if status else -3
+    finally:
+        assoc.release()
     assert len(results) > 50
     # DICOMDIR (Media Storage Directory) is not a storage SOP class: its context is refused
     assert {name for name, s in results.items() if s == -1} <= {
@@ -246,6 +274,6 @@ def test_every_pydicom_test_file_gets_a_documented_status(serve_node: ServeProce
                  "JPEG2000.dcm", "MR_small_RLE.dcm"):
         assert results[name] == Status.SUCCESS, name
     successes = sum(1 for s in sent.values() if s == Status.SUCCESS)
-    assert len(indexed(serve_node)) <= successes  # some test files share a SOP Instance UID
-    assert len(indexed(serve_node)) > 20
-    assert echo_ok(serve_node.port)
+    added = len(indexed(shared_node)) - before
+    assert 20 < added <= successes  # some test files share a SOP Instance UID
+    assert echo_ok(shared_node.port)

@@ -6,17 +6,17 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pynetdicom.dsutils import encode
 
 from dicom_node.dimse import Status
-from tests.conftest import REPO_ROOT
+from dicom_node.cli import main
 from tests.dicom_node.serve_harness import (
     ServeProcess,
     associate,
@@ -59,29 +59,15 @@ def _send_until_broken(
     return acked, unacked
 
 
-def _status_json(node: ServeProcess) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "dicom_node", "--config", str(node.config_path), "status", "--json"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    ).stdout
-    return json.loads(out)
+def _status_json(node: ServeProcess, capsys: pytest.CaptureFixture[str]) -> dict:
+    assert main(["--config", str(node.config_path), "status", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
-def test_sigterm_finishes_in_flight_stores_and_exits_0(tmp_path: Path) -> None:
-    node = start_serve(tmp_path / "node")
-    acked, unacked = _send_until_broken(
-        node, generate_uid(), generate_uid(), 200, kill_after=20, sig=signal.SIGTERM
-    )
-    assert node.proc.wait(60) == 0
-    assert "received SIGTERM" in node.log() and "stopped" in node.log()
-    rows = indexed(node)
-    assert set(acked) <= set(rows)
-    # a store refused during shutdown (0xA700) or cut off is not indexed
-    assert not (set(rows) - set(acked))
-    assert len(acked) >= 20
-
-
-def test_sigkill_mid_transfer_then_restart(tmp_path: Path) -> None:
+def test_sigkill_mid_transfer_restart_then_sigterm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Crash, restart, resume assembly; then a clean SIGTERM in the middle of a transfer."""
     directory = tmp_path / "node"
     assembly = {"series_quiet_seconds": 3.0, "settle_seconds": 0.5, "poll_seconds": 0.2}
     node = start_serve(directory, assembly=assembly)
@@ -115,12 +101,25 @@ def test_sigkill_mid_transfer_then_restart(tmp_path: Path) -> None:
         # study assembly resumes from the database and completes the study
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            studies = {s["study_instance_uid"]: s for s in _status_json(node)["studies"]}
+            studies = {s["study_instance_uid"]: s for s in _status_json(node, capsys)["studies"]}
             if studies[study]["state"] == "complete":
                 break
             time.sleep(0.5)
         assert studies[study]["state"] == "complete"
         assert studies[study]["instance_count"] == len(rows)
         assert echo_ok(node.port)
+
+        # SIGTERM while a sender is busy: in-flight stores finish, the node exits 0
+        acked2, _ = _send_until_broken(
+            node, study, generate_uid(), 300, kill_after=20, sig=signal.SIGTERM
+        )
+        assert node.proc.wait(60) == 0
+        assert "received SIGTERM" in node.log() and "stopped" in node.log()
+        rows2 = indexed(node)
+        assert set(acked2) <= set(rows2)
+        # what was refused (0xA700) or cut off during shutdown is not indexed
+        assert set(rows2) - set(rows) == set(acked2)
+        assert len(acked2) >= 20
     finally:
-        assert node.stop() == 0
+        if node.proc.poll() is None:
+            assert node.stop() == 0
