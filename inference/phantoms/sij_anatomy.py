@@ -125,6 +125,7 @@ class SijAnatomy:
     sacrum_front_top: float  #: anterior surface depth (-w) at the S1 level
     sacrum_back_top: float
     cortex: float
+    iliac_plate: float  #: iliac subchondral plate thickness relative to ``cortex``
     disc_height: float
     body_half_width: float
     subcut_fat: float
@@ -260,7 +261,12 @@ def sample_anatomy(rng: np.random.Generator) -> SijAnatomy:
         obturator=float(rng.uniform(10.0, 18.0)),
         sacral_bend=float(rng.uniform(0.003, 0.008)),
         bowel=tuple(
-            (float(rng.uniform(-50, 50)), float(rng.uniform(-70, 10)), float(rng.uniform(-60, -30)), float(rng.uniform(12, 22)))
+            (
+                float(rng.uniform(-50, 50)),
+                float(rng.uniform(-70, 10)),
+                float(rng.uniform(-60, -30)),
+                float(rng.uniform(12, 22)),
+            )
             for _ in range(int(rng.integers(3, 7)))
         ),
         iliac_thickness=float(rng.uniform(24.0, 34.0)),
@@ -269,6 +275,7 @@ def sample_anatomy(rng: np.random.Generator) -> SijAnatomy:
         sacrum_front_top=float(rng.uniform(20.0, 27.0)),
         sacrum_back_top=float(rng.uniform(18.0, 24.0)),
         cortex=float(rng.uniform(0.9, 1.5)),
+        iliac_plate=float(rng.uniform(1.3, 2.0)),
         disc_height=float(rng.uniform(7.0, 11.0)),
         body_half_width=float(rng.uniform(150.0, 195.0)),
         subcut_fat=float(rng.uniform(10.0, 35.0)),
@@ -289,6 +296,13 @@ def _lesion_mask(
     r2 = ((v - lesion.v) / lesion.r_v) ** 2 + ((w - lesion.w) / lesion.r_w) ** 2
     r2 = r2 + (depth / lesion.depth) ** 2
     return (r2 <= wobble * wobble) & (depth >= 0.0)
+
+
+def _min_of(first: np.ndarray, *others: np.ndarray) -> np.ndarray:
+    """Element-wise minimum of arrays, in place in ``first`` (no stacked copy)."""
+    for other in others:
+        np.minimum(first, other, out=first)
+    return first
 
 
 def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> TissueMaps:
@@ -391,11 +405,12 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
 
     # Sacrum.
     sac_lim = np.minimum(sac_edge, taper)
-    slack_s = np.minimum.reduce([sac_lim - au, top_eff - v, v - bottom, w - front, back - w])
+    slack_s = _min_of(sac_lim - au, top_eff - v, v - bottom, w - front, back - w)
     sacrum = slack_s > 0
     # Ilia.
-    slack_i = np.minimum.reduce(
-        [au - il_med, il_lat - au, v - il_low, anat.iliac_crest - v, w + 34.0, 40.0 - w]
+    # The iliac subchondral plate is thicker than the sacral one (as in adults).
+    slack_i = _min_of(
+        (au - il_med) / anat.iliac_plate, il_lat - au, v - il_low, anat.iliac_crest - v, w + 34.0, 40.0 - w
     )
     ilium = (slack_i > 0) & ~sacrum
     between = (au > il_med) & (au < il_lat) & inner & ~ilium & (tissue == Tissue.FAT)

@@ -151,12 +151,23 @@ OEDEMA_T1 = 0.45
 OEDEMA_STIR = 0.85
 
 
+def _interp_matrix(n: int, cells: int) -> np.ndarray:
+    """``(n, cells)`` linear interpolation weights from a coarse grid to ``n`` samples."""
+    x = np.linspace(0.0, cells - 1.0, n)
+    lo = np.minimum(np.floor(x).astype(int), cells - 2)
+    frac = x - lo
+    m = np.zeros((n, cells), dtype=np.float32)
+    m[np.arange(n), lo] = 1.0 - frac
+    m[np.arange(n), lo + 1] = frac
+    return m
+
+
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], cells: int) -> np.ndarray:
-    """A smooth random field (zero mean, unit-ish sd) by upsampling a coarse grid."""
+    """A smooth random field (zero mean, unit-ish sd): a coarse grid, bilinearly upsampled per slice."""
     coarse = rng.standard_normal((shape[0], cells, cells)).astype(np.float32)
-    zoom = (1.0, shape[1] / cells, shape[2] / cells)
-    field = ndimage.zoom(coarse, zoom, order=1, mode="nearest", grid_mode=True)
-    return np.asarray(field[:, : shape[1], : shape[2]], dtype=np.float32)
+    rows = _interp_matrix(shape[1], cells)
+    cols = _interp_matrix(shape[2], cells)
+    return np.asarray(rows @ coarse @ cols.T, dtype=np.float32)
 
 
 def render(
