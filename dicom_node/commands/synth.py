@@ -27,17 +27,18 @@ GENERATORS: dict[str, tuple[str, str]] = {
 MAX_WORKERS = 2
 
 
-def _generator(kind: str) -> Callable[..., Any]:
-    module_name, function = GENERATORS[kind]
+def _generator(module_name: str, function: str) -> Callable[..., Any]:
     module = importlib.import_module(module_name)
     return getattr(module, function)  # type: ignore[no-any-return]
 
 
-def _one(job: tuple[str, str, int]) -> tuple[int, float, str]:
-    kind, out, seed = job
+def _one(job: tuple[str, str, str, str, int]) -> tuple[int, float, str]:
+    """Make one study (runs in a worker: the job names the generator, not the kind)."""
+    module_name, function, kind, out, seed = job
     start = time.perf_counter()
-    _generator(kind)(Path(out) / f"{kind}-{seed}", seed)
-    return seed, time.perf_counter() - start, str(Path(out) / f"{kind}-{seed}")
+    folder = Path(out) / f"{kind}-{seed}"
+    _generator(module_name, function)(folder, seed)
+    return seed, time.perf_counter() - start, str(folder)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,14 +46,15 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         print("synth: --count must be at least 1", file=sys.stderr)
         return 2
+    module_name, function = GENERATORS[args.kind]
     try:
-        _generator(args.kind)
+        _generator(module_name, function)
     except (ImportError, AttributeError) as exc:
         print(f"synth: the {args.kind} phantom is not available: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(args.kind, str(out), args.seed + i) for i in range(args.count)]
+    jobs = [(module_name, function, args.kind, str(out), args.seed + i) for i in range(args.count)]
     workers = max(1, min(args.workers, MAX_WORKERS, len(jobs)))
     start = time.perf_counter()
     done = 0

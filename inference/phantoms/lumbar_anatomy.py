@@ -14,7 +14,7 @@ tabulated as functions of the world ``z`` (superior) coordinate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -296,19 +296,24 @@ def build_spine(rng: np.random.Generator) -> SpineAnatomy:
             facet_asymmetry=rng.normal(0.0, 0.8),
         )
     for name in names[s1 + 1:]:
-        prev = frames[names[names.index(name) - 1]]
+        above = frames[names[names.index(name) - 1]]
         f = frame_from_tilt(np.zeros(3), tilts[name])
-        mid_u = prev.u + f.u
+        mid_u = above.u + f.u
         mid_u /= np.linalg.norm(mid_u)
-        bottom = prev.origin - prev.u * body_dims[names[names.index(name) - 1]][0] / 2
+        bottom = above.origin - above.u * body_dims[names[names.index(name) - 1]][0] / 2
         top = bottom - mid_u * _SACRAL_GAP
         frames[name] = frame_from_tilt(top - f.u * body_dims[name][0] / 2, tilts[name])
         vert[name] = make_vertebra(name, frames[name])
 
-    # move L3's centre to the origin (keeps the sacrum at negative z)
+    # move L3's centre to the origin (keeps the sacrum at negative z), then
+    # turn the spine about the left-right axis so that the L1-S1 chord is
+    # nearly vertical, as it lies on the table (supine)
     shift = -frames["L3"].origin
-    vert = {n: _shifted_vertebra(v, shift) for n, v in vert.items()}
-    discs = {n: _shifted_disc(d, shift) for n, d in discs.items()}
+    chord = frames["L1"].origin - frames["S1"].origin
+    lean = float(np.degrees(np.arctan2(-chord[1], chord[2])))
+    turn = rng.uniform(-4.0, 6.0) - lean
+    vert = {n: _moved_vertebra(v, shift, turn) for n, v in vert.items()}
+    discs = {n: _moved_disc(d, shift, turn) for n, d in discs.items()}
 
     body_pts = np.array([v.frame.origin for v in vert.values()])
     body_curve = _smooth_curve(body_pts)
@@ -319,6 +324,7 @@ def build_spine(rng: np.random.Generator) -> SpineAnatomy:
         canal_pts.append(d.frame.origin + d.frame.p * (d.posterior_depth + 1.5 + sac_depth / 2))
     canal_curve = _smooth_curve(np.array(canal_pts))
     l1, l2 = vert["L1"].frame.origin, vert["L2"].frame.origin
+    fat = rng.uniform(6.0, 38.0)
     return SpineAnatomy(
         vertebrae=vert,
         discs=discs,
@@ -328,8 +334,8 @@ def build_spine(rng: np.random.Generator) -> SpineAnatomy:
         sac_depth=sac_depth,
         sac_end="S2",
         conus_level=float(l1[2] + rng.uniform(-0.6, 0.4) * (l1[2] - l2[2])),
-        subcutaneous_fat=rng.uniform(8.0, 40.0),
-        back_depth=rng.uniform(55.0, 75.0) * size,
+        subcutaneous_fat=fat,
+        back_depth=rng.uniform(42.0, 58.0) * size + fat,
         front_depth=rng.uniform(110.0, 170.0),
         body_half_width=rng.uniform(140.0, 185.0),
         psoas_scale=rng.uniform(0.8, 1.25),
@@ -349,17 +355,16 @@ def _cauda_equina(rng: np.random.Generator) -> dict[str, float]:
     return out
 
 
-def _shifted_frame(f: Frame, shift: np.ndarray) -> Frame:
-    return Frame(f.origin + shift, f.u, f.p)
+def _moved_frame(f: Frame, shift: np.ndarray, turn_deg: float) -> Frame:
+    """``f`` translated by ``shift`` then turned by ``turn_deg`` about the x axis (adds to its tilt)."""
+    t = np.radians(turn_deg)
+    rot = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(t), -np.sin(t)], [0.0, np.sin(t), np.cos(t)]])
+    return Frame(rot @ (f.origin + shift), rot @ f.u, rot @ f.p)
 
 
-def _shifted_vertebra(v: VertebraShape, shift: np.ndarray) -> VertebraShape:
-    from dataclasses import replace
-
-    return replace(v, frame=_shifted_frame(v.frame, shift))
+def _moved_vertebra(v: VertebraShape, shift: np.ndarray, turn_deg: float) -> VertebraShape:
+    return replace(v, frame=_moved_frame(v.frame, shift, turn_deg))
 
 
-def _shifted_disc(d: DiscShape, shift: np.ndarray) -> DiscShape:
-    from dataclasses import replace
-
-    return replace(d, frame=_shifted_frame(d.frame, shift))
+def _moved_disc(d: DiscShape, shift: np.ndarray, turn_deg: float) -> DiscShape:
+    return replace(d, frame=_moved_frame(d.frame, shift, turn_deg))

@@ -35,6 +35,7 @@ __all__ = [
     "HerniationPlan",
     "RATIO_RANGES",
     "facet_medial_points",
+    "paint_facet_pair",
     "paint_facets",
     "paint_herniation",
     "plan_herniation",
@@ -81,25 +82,29 @@ class HerniationPlan:
         }
 
 
-def _profile(u: np.ndarray, flat_top: bool) -> np.ndarray:
-    """Reach profile across the herniation (1 at the centre, 0 at the edges)."""
-    au = np.clip(np.abs(u), 0.0, 1.0)
-    if flat_top:
-        return (1.0 - au**4) ** 0.25
-    return 1.0 - au**1.5
+def _reach_profile(dx: np.ndarray, plan: HerniationPlan) -> np.ndarray:
+    """Reach (mm) at lateral offset ``dx`` from the herniation's centre.
+
+    A parabola ``reach - k dx^2`` (its top is round, so 1 mm voxels lose
+    little of the tip; its sides fall fast, so the tip is narrow), or for AB a
+    flat-topped superellipse that straddles the A/B boundary.
+    """
+    half = plan.width / 2
+    if plan.flat_top:
+        u = np.clip(np.abs(dx) / half, 0.0, 1.0)
+        return plan.reach * (1.0 - u**4) ** 0.25
+    k = plan.reach / half**2
+    return np.clip(plan.reach - k * dx**2, 0.0, None)
 
 
-def _tip_half_fraction(reach: float, flat_top: bool, drop: float) -> float:
-    """Half width (fraction of the half base) where the profile is within ``drop`` mm of the top."""
-    level = max(1.0 - drop / max(reach, 1e-6), 0.0)
-    if flat_top:
-        return float((1.0 - level**4) ** 0.25)
-    return float((1.0 - level) ** (1.0 / 1.5))
+def _tip_half_width(reach: float, half: float, drop: float) -> float:
+    """Half width of the parabola's part within ``drop`` mm of its top."""
+    return half * float(np.sqrt(min(drop / max(reach, 1e-6), 1.0)))
 
 
 def plan_herniation(rng: np.random.Generator, disc: DiscShape, *, size: int | None = None,
                     zone: str | None = None, side: str | None = None) -> HerniationPlan:
-    """Draw the herniation of one level (or a normal disc).
+    """Draw the herniation of one level (or a normal disc) for a forced or drawn class.
 
     Parameters
     ----------
@@ -132,52 +137,65 @@ def plan_herniation(rng: np.random.Generator, disc: DiscShape, *, size: int | No
     ratio = float(rng.uniform(lo, hi))
     reach = ratio * disc.disc_to_line
     W = disc.facet_half_span
-    flat = zone == "AB"
-    tip = _tip_half_fraction(reach, flat, TIP_TOLERANCE_MM + _QUANT)
+    drop = TIP_TOLERANCE_MM + _QUANT
+    # largest base half width whose tip stays within `room` of its centre
+    def fit(half: float, room: float) -> float:
+        return min(half, room / max(np.sqrt(min(drop / reach, 1.0)), 1e-6))
+
     if zone == "A":
-        max_half = W / 2 - 1.5
-        width = float(rng.uniform(6.0, 14.0))
-        width = min(width, 2 * max_half / max(tip, 1e-6))
-        room = max(W / 2 - tip * width / 2 - _QUANT - 0.2, 0.0)
+        half = fit(float(rng.uniform(3.0, 7.0)), W / 2 - _QUANT - 0.3)
+        room = max(W / 2 - _QUANT - 0.3 - _tip_half_width(reach, half, drop), 0.0)
         centre = float(rng.uniform(-room, room))
     elif zone == "B":
-        max_half = W / 4 - _QUANT - 0.2
-        width = float(rng.uniform(5.0, 12.0))
-        width = max(min(width, 2 * max_half / max(tip, 1e-6)), 2.5)
+        half = max(fit(float(rng.uniform(2.5, 6.5)), W / 4 - _QUANT - 0.3), 1.5)
         centre = sign * 0.75 * W
     elif zone == "C":
-        width = float(rng.uniform(5.0, 9.0))
-        half_tip = tip * width / 2
-        centre = sign * (W + half_tip + _QUANT + 0.5 + rng.uniform(0.0, 2.0))
-    else:  # AB
-        strict = _tip_half_fraction(reach, True, TIP_TOLERANCE_MM - 0.3)
-        width = max(float(rng.uniform(8.0, 13.0)), 2 * 2.5 / max(strict, 1e-6))
+        half = float(rng.uniform(2.5, 5.0))
+        centre = sign * (W + _tip_half_width(reach, half, drop) + _QUANT + 0.5 + rng.uniform(0.0, 2.0))
+    else:  # AB: flat top wide enough that the part within the tolerance crosses W/2
+        level = max(1.0 - (TIP_TOLERANCE_MM - 0.3) / reach, 0.0)
+        strict = (1.0 - level**4) ** 0.25
+        half = max(float(rng.uniform(4.0, 6.5)), 2.5 / max(strict, 1e-6))
         centre = sign * (W / 2 + rng.uniform(-0.4, 0.4))
-    half_height = max(disc.height / 2 * rng.uniform(0.75, 1.0) + (rng.uniform(0.0, 4.0) if size == 3 else 0.0), 4.0)
+    width = 2 * half
+    flat = zone == "AB"
+    half_height = max(disc.height / 2 * rng.uniform(0.8, 1.0) + (rng.uniform(0.0, 2.0) if size == 3 else 0.0), 4.5)
     return HerniationPlan(disc.name, size, zone, side, ratio, reach, centre, width, half_height, flat)
 
 
-def paint_herniation(vol: np.ndarray, grid: VolumeGrid, disc: DiscShape, plan: HerniationPlan) -> None:
-    """Paint ``plan`` into the tissue volume (over sac, fat and ligament; not over discs or bone)."""
+def paint_herniation(
+    vol: np.ndarray, grid: VolumeGrid, disc: DiscShape, plan: HerniationPlan
+) -> tuple[slice, slice, slice] | None:
+    """Paint ``plan`` into the tissue volume (over sac, fat and ligament; not over discs or bone).
+
+    Returns
+    -------
+    tuple of slice or None
+        The block of the volume that was evaluated (``None`` for a normal disc).
+    """
     if plan.size == 0:
-        return
+        return None
     half = plan.width / 2
     got = frame_block(grid, disc.frame, lo=(plan.centre_x - half, 0.0, -plan.half_height),
                       hi=(plan.centre_x + half, disc.posterior_depth + plan.reach + 1.0, plan.half_height))
     if got is None:
-        return
+        return None
     blk, x, w, v = got
-    u = (x - plan.centre_x) / (plan.width / 2)
-    g = np.clip(1.0 - (np.abs(v) / plan.half_height) ** 4, 0.0, 1.0) ** 0.25
-    reach = plan.reach * _profile(u, plan.flat_top) * g
+    dx = x - plan.centre_x
+    # elliptic cranio-caudal profile: the area peaks clearly on the disc's mid-plane
+    g = np.sqrt(np.clip(1.0 - (v / plan.half_height) ** 2, 0.0, 1.0))
+    reach = _reach_profile(dx, plan) * g
     base = disc_posterior_margin(disc, x)
-    mask = (np.abs(u) <= 1.0) & (w > base) & (w <= disc.posterior_depth + reach) & (np.abs(v) <= plan.half_height)
+    mask = (np.abs(dx) <= plan.width / 2) & (w > base) & (w <= disc.posterior_depth + reach) & (
+        np.abs(v) <= plan.half_height
+    )
     sub = vol[blk.slices]
     full = np.broadcast_to(mask, sub.shape)
     keep = np.isin(sub, [Tissue.MARROW, Tissue.CORTEX, Tissue.ANNULUS]) | (sub >= Tissue.FACET_BONE_LEFT) & (
         sub <= Tissue.FACET_FLUID_RIGHT
     )
     sub[full & ~keep] = Tissue.HERNIATION
+    return blk.slices
 
 
 def facet_medial_points(disc: DiscShape) -> dict[str, tuple[float, float]]:
@@ -190,10 +208,10 @@ def facet_medial_points(disc: DiscShape) -> dict[str, tuple[float, float]]:
 def paint_facets(vol: np.ndarray, grid: VolumeGrid, spine: SpineAnatomy) -> None:
     """Paint the left and right facet joints of every disc level (last, over everything)."""
     for disc in spine.discs.values():
-        _paint_facet_pair(vol, grid, disc)
+        paint_facet_pair(vol, grid, disc)
 
 
-def _paint_facet_pair(vol: np.ndarray, grid: VolumeGrid, disc: DiscShape) -> None:
+def paint_facet_pair(vol: np.ndarray, grid: VolumeGrid, disc: DiscShape) -> None:
     L, T = disc.facet_length, disc.facet_thickness
     beta = np.radians(disc.facet_angle_deg)
     cb, sb = np.cos(beta), np.sin(beta)

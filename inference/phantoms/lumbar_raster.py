@@ -378,7 +378,11 @@ def _paint_soft_tissue(vol: np.ndarray, grid: VolumeGrid, spine: SpineAnatomy) -
     hw = spine.sac_half_width
     z_end = vert[spine.sac_end].frame.origin[2] + vert[spine.sac_end].height / 2
     has_sac = zz >= z_end
-    _sheared(vol, grid, Tissue.EPIDURAL_FAT, 0.0, hw + 3.0, yc, sac_half_ap + 2.0)
+    # the sacral canal ends at the sacral hiatus (S4)
+    in_canal = zz >= vert["S4"].frame.origin[2]
+    narrow = np.where(has_sac, 1.0, 0.7)
+    _sheared(vol, grid, Tissue.EPIDURAL_FAT, 0.0, (hw + 3.0) * narrow, yc, (sac_half_ap + 2.0) * narrow,
+             zmask=in_canal)
     _sheared(vol, grid, Tissue.CSF, 0.0, hw, yc, sac_half_ap, zmask=has_sac)
     cord_r = np.clip((zz - spine.conus_level) / 15.0, 0.0, 1.0) * 4.5
     _sheared(vol, grid, Tissue.CORD, 0.0, cord_r, yc + 1.0, cord_r * 0.8 / cos_c, zmask=has_sac)
@@ -389,7 +393,7 @@ def _paint_soft_tissue(vol: np.ndarray, grid: VolumeGrid, spine: SpineAnatomy) -
         _sheared(vol, grid, Tissue.NERVE, roots[f"root{i}_x"] * hw, rr,
                  yc + roots[f"root{i}_w"] * sac_half_ap, rr / cos_c, zmask=below_conus)
     for s in (-1.0, 1.0):
-        _sheared(vol, grid, Tissue.EXITING_ROOT, s * hw * 0.45, 1.5, yc, 1.5 / cos_c, zmask=~has_sac)
+        _sheared(vol, grid, Tissue.EXITING_ROOT, s * hw * 0.45, 1.5, yc, 1.5 / cos_c, zmask=~has_sac & in_canal)
 
 
 def paint_spine(grid: VolumeGrid, spine: SpineAnatomy) -> np.ndarray:

@@ -63,7 +63,7 @@ _BASE: dict[Tissue, tuple[float, float]] = {
 }
 # amplitude of the smooth multiplicative texture per tissue
 _TEXTURE: dict[Tissue, float] = {
-    Tissue.MARROW: 0.22, Tissue.POSTERIOR_BONE: 0.2, Tissue.MUSCLE: 0.18, Tissue.VISCERA: 0.6,
+    Tissue.MARROW: 0.22, Tissue.POSTERIOR_BONE: 0.2, Tissue.MUSCLE: 0.18, Tissue.VISCERA: 0.3,
     Tissue.FAT: 0.08, Tissue.NUCLEUS: 0.12, Tissue.ANNULUS: 0.15, Tissue.HERNIATION: 0.2,
     Tissue.EPIDURAL_FAT: 0.1,
 }

@@ -8,6 +8,7 @@ label tables below map them to :class:`~inference.labels.AxialLabel` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 
 import numpy as np
@@ -86,7 +87,7 @@ _SAGITTAL = {
 }
 
 
-def _table(mapping: dict[Tissue, int]) -> np.ndarray:
+def _table(mapping: Mapping[Tissue, int]) -> np.ndarray:
     table = np.zeros(N_TISSUE_CODES, dtype=np.uint8)
     for tissue, label in mapping.items():
         table[int(tissue)] = int(label)

@@ -6,9 +6,10 @@ reader can check a phantom's ground truth by hand (docs/phantoms.md):
 
 * Work in millimetres on pixel centres: a pixel ``(r, c)`` sits at
   ``(r * row_spacing, c * column_spacing)``.
-* **Medial facet margins**: the medial-most pixels of ``FACET_LEFT`` and of
-  ``FACET_RIGHT`` along the direction joining the two facets' centroids (their
-  mean position when several pixels tie). The **intra-facet line** joins them.
+* **Medial facet margins**: the medial-most pixel of ``FACET_LEFT`` and of
+  ``FACET_RIGHT`` along the direction joining the two facets' centroids (of
+  the pixels within half a pixel of that extreme, the one nearest the disc's
+  centroid: the anteromedial corner). The **intra-facet line** joins them.
 * ``e_lat`` is the unit vector from the right to the left medial margin (towards
   the patient's left), ``e_post`` is perpendicular to it, pointing away from the
   disc. The *depth* of a pixel is its signed distance to the intra-facet line
@@ -165,11 +166,16 @@ def read_msu_slice(labels: np.ndarray, pixel_spacing: tuple[float, float]) -> Ms
     if norm == 0.0:
         raise MsuGeometryError("the facet joints coincide")
     axis /= norm
-    eps = 1e-6
+    eps = 0.5 * min(float(pixel_spacing[0]), float(pixel_spacing[1]))  # ties: within half a pixel
+    disc_centre = disc.mean(axis=0)
+
+    def nearest_to_disc(points: np.ndarray) -> np.ndarray:
+        return points[int(np.argmin(np.hypot(*(points - disc_centre).T)))]
+
     proj_left = left @ axis
-    medial_left = left[proj_left <= proj_left.min() + eps].mean(axis=0)
+    medial_left = nearest_to_disc(left[proj_left <= proj_left.min() + eps])
     proj_right = right @ axis
-    medial_right = right[proj_right >= proj_right.max() - eps].mean(axis=0)
+    medial_right = nearest_to_disc(right[proj_right >= proj_right.max() - eps])
     e_lat = medial_left - medial_right
     length = float(np.hypot(*e_lat))
     if length == 0.0:
