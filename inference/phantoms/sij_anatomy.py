@@ -107,6 +107,7 @@ class SijAnatomy:
     joint_slope: tuple[float, float]  #: dJ/dv (coronal obliquity: supero-lateral)
     joint_curve: float  #: d2J/dv2 / 2
     joint_axial: float  #: dJ/dw (< 0: the joint runs postero-medially)
+    joint_wave: tuple[float, float, float]  #: undulation of the surface: amplitude, wavelength (mm), phase
     cart: Rect  #: cartilaginous part of the articular surface
     lig: Rect  #: ligamentous part
     gap_cart: float
@@ -249,6 +250,7 @@ def sample_anatomy(rng: np.random.Generator) -> SijAnatomy:
         joint_slope=(slope + float(rng.uniform(-0.03, 0.03)), slope + float(rng.uniform(-0.03, 0.03))),
         joint_curve=float(rng.uniform(-0.0008, 0.0008)),
         joint_axial=float(rng.uniform(-0.5, -0.25)),
+        joint_wave=(float(rng.uniform(0.3, 1.2)), float(rng.uniform(20.0, 40.0)), float(rng.uniform(0, 2 * np.pi))),
         cart=cart,
         lig=lig,
         gap_cart=float(rng.uniform(1.6, 3.0)),
@@ -326,6 +328,10 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
     j0 = np.where(left, np.float32(anat.joint_offset[0]), np.float32(anat.joint_offset[1]))
     slope = np.where(left, np.float32(anat.joint_slope[0]), np.float32(anat.joint_slope[1]))
     joint = j0 + slope * v + np.float32(anat.joint_curve) * v * v + np.float32(anat.joint_axial) * w
+    # Undulating (auricular) articular surface.
+    amp, wavelength, phase = anat.joint_wave
+    smooth_joint = joint
+    joint = joint + amp * np.sin(v * np.float32(2 * np.pi / wavelength) + np.where(left, phase, -phase))
     d_cart = anat.cart.distance(v, w)
     d_lig = anat.lig.distance(v, w)
     half_gap_s = np.minimum(anat.gap_cart / 2 + anat.k_sacral * d_cart**2, anat.gap_lig / 2 + anat.k_sacral * d_lig**2)
@@ -345,7 +351,7 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
     half_gap_i = np.where(in_lig, anat.gap_lig / 2, anat.gap_cart / 2)
     il_med = joint + half_gap_i + 0.35 * above + notch + 0.08 * w_out * w_out
     thick = anat.iliac_thickness - 0.3 * np.clip(v - 15.0, 0.0, 50.0) + 0.5 * np.maximum(-20.0 - v, 0.0)
-    il_lat = joint + anat.gap_cart / 2 + thick
+    il_lat = smooth_joint + anat.gap_cart / 2 + thick
     il_low = -140.0
     top, bottom = anat.sacrum_top, anat.sacrum_bottom
     t = np.clip((v - bottom) / (top - bottom), 0.0, 1.0)
@@ -367,7 +373,7 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
     plane &= (v < anat.iliac_crest - 10.0) & (v > anat.cart.v - anat.cart.half_v - 60.0)
     tissue[lateral_muscle & ~plane] = Tissue.MUSCLE
     upper = inner & (v > top - 12.0) & (au < il_med + 2.0)  # psoas, iliacus, erector spinae
-    plane2 = (np.abs(au - 0.55 * (joint + 25.0)) < 1.2) & (v < top + 70.0)
+    plane2 = (np.abs(au - 0.55 * (smooth_joint + 25.0)) < 1.2) & (v < top + 70.0)
     tissue[upper & ~plane2] = Tissue.MUSCLE
     behind = inner & (w > back - 2.0) & (au < joint - 4.0) & (v > bottom + 15.0)  # multifidus
     tissue[behind] = Tissue.MUSCLE
@@ -382,7 +388,7 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
         loop = (u - bu) ** 2 + (v - bv) ** 2 + ((w - bw) * 1.5) ** 2 < br * br
         tissue[loop & inner] = Tissue.BOWEL
     # Internal iliac vessels in front of the joints.
-    vessel = ((au - (joint - 12.0)) ** 2 + (w - (front - 8.0)) ** 2 < 16.0) & (v > bottom + 30.0)
+    vessel = ((au - (smooth_joint - 12.0)) ** 2 + (w - (front - 8.0)) ** 2 < 16.0) & (v > bottom + 30.0)
     tissue[vessel] = Tissue.VESSEL
 
     # L5 vertebra and the L5/S1 disc above the sacrum.

@@ -145,7 +145,8 @@ _CONTRAST: dict[Tissue, tuple[float, float]] = {
     Tissue.VESSEL: (0.08, 0.05),
     Tissue.BOWEL: (0.4, 0.45),
 }
-FM_T1 = 0.98
+#: FM on T1, relative to subcutaneous fat (drawn per study in this range).
+FM_T1 = (0.9, 1.0)
 FM_STIR = 0.06
 OEDEMA_T1 = 0.45
 OEDEMA_STIR = 0.85
@@ -196,7 +197,8 @@ def render(
     image *= 1.0 + np.where(marrow, 0.07, 0.03).astype(np.float32) * tex
     if sequence == "t1":
         image[maps.oedema & ~maps.fm] = OEDEMA_T1
-        image[maps.fm] = FM_T1 * (1.0 + 0.03 * tex[maps.fm])
+        fm_level = max(float(rng.uniform(*FM_T1)), anat.marrow_t1 + 0.14)
+        image[maps.fm] = fm_level * (1.0 + 0.04 * tex[maps.fm])
     else:
         image[maps.fm] = FM_STIR
         level = maps.oedema_level[maps.oedema]
