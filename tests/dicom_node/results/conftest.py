@@ -1,0 +1,120 @@
+"""Phantom studies and result objects read from their reference labels (no network needed).
+
+The lumbar result comes from :meth:`LdhPipeline.grade` on the phantom's label masks, the
+SIJ result from :func:`inference.sij.pipeline.analyse` on its label slices, so the encoders
+see real multi-stack geometry and realistic findings in a few seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydicom.dataset import Dataset
+
+from inference.labels import SijLabel
+from inference.ldh.pipeline import LdhPipeline, make_segmentation
+from inference.ldh.result import LdhResult
+from inference.sij.pipeline import analyse
+from inference.sij.result import ModelInfo, SijResult
+from inference.volume import Volume, load_volumes
+
+SHA = "0123456789abcdef" * 4
+
+
+@dataclass
+class LumbarCase:
+    folder: Path
+    axial: list[Volume]
+    result: LdhResult
+
+
+@dataclass
+class SijCase:
+    folder: Path
+    t1: Volume
+    result: SijResult
+
+
+def _labels_by_uid(npz: Path) -> dict[str, np.ndarray]:
+    data = np.load(npz)
+    return {str(u): lab for u, lab in zip(data["sop_instance_uids"], data["labels"])}
+
+
+def lumbar_result(folder: Path, *, version: str = "1.0", sha: str | None = SHA) -> tuple[list[Volume], LdhResult]:
+    """Grade the phantom's reference labelling (levels from stack order)."""
+    axial = load_volumes(folder / "dicom" / "ax_t2")
+    by_uid = _labels_by_uid(folder / "labels" / "ax_t2.npz")
+    segs = [make_segmentation(i, v, np.stack([by_uid[u] for u in v.sop_instance_uids])) for i, v in enumerate(axial)]
+    pipe = LdhPipeline(torch.nn.Identity(), use_level_finder=False)
+    findings, warnings = pipe.grade(axial, segs, None)
+    result = LdhResult(findings=findings, segmentations=segs, model_name="ldh-demo", model_version=version,
+                       model_sha256=sha, notice="research use only; trained on synthetic data", warnings=warnings)
+    return axial, result
+
+
+def sij_result(folder: Path, *, with_stir: bool = True, version: str = "1.0") -> tuple[Volume, SijResult]:
+    """Score the phantom's reference label slices."""
+    (t1,) = load_volumes(folder / "dicom" / "cor_t1")
+    t1_labels = _labels_by_uid(folder / "labels" / "cor_t1.npz")
+    labels = np.stack([t1_labels[u] for u in t1.sop_instance_uids])
+    oedema = None
+    stir_uid = None
+    if with_stir and (folder / "labels" / "cor_stir.npz").exists():
+        stir_labels = _labels_by_uid(folder / "labels" / "cor_stir.npz")
+        oedema = np.stack(list(stir_labels.values())) == SijLabel.OEDEMA
+        (stir,) = load_volumes(folder / "dicom" / "cor_stir")
+        oedema = np.stack([stir_labels[u] for u in stir.sop_instance_uids]) == SijLabel.OEDEMA
+        stir_uid = stir.series_instance_uid
+    fm_only = np.where(labels == SijLabel.OEDEMA, 0, labels).astype(np.uint8)
+    model = ModelInfo("sij-demo", version, SHA, "research use only; trained on synthetic data", True)
+    result = analyse(fm_only, oedema, t1.affine, sop_instance_uids=tuple(t1.sop_instance_uids),
+                     frame_numbers=tuple(t1.frame_numbers), study_instance_uid=t1.study_instance_uid,
+                     frame_of_reference_uid=t1.frame_of_reference_uid,
+                     t1_series_instance_uid=t1.series_instance_uid, stir_series_instance_uid=stir_uid,
+                     model=model)
+    return t1, result
+
+
+@pytest.fixture(scope="session")
+def lumbar_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from inference.phantoms.lumbar import generate_lumbar_study
+
+    return Path(generate_lumbar_study(tmp_path_factory.mktemp("lumbar") / "lumbar-3", 3))
+
+
+@pytest.fixture(scope="session")
+def sij_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from inference.phantoms.sij import generate_sij_study
+
+    return Path(generate_sij_study(tmp_path_factory.mktemp("sij") / "sij-1", 1))
+
+
+@pytest.fixture(scope="session")
+def lumbar(lumbar_folder: Path) -> LumbarCase:
+    axial, result = lumbar_result(lumbar_folder)
+    return LumbarCase(lumbar_folder, axial, result)
+
+
+@pytest.fixture(scope="session")
+def sij(sij_folder: Path) -> SijCase:
+    t1, result = sij_result(sij_folder)
+    return SijCase(sij_folder, t1, result)
+
+
+def dciodvfy_errors(ds: Dataset, tmp_path: Path, name: str) -> list[str]:
+    """Write ``ds`` and return the lines of dciodvfy's output that start with ``Error``."""
+    program = shutil.which("dciodvfy")
+    if program is None:
+        pytest.skip("dciodvfy is not installed (scripts/test installs it)")
+    path = tmp_path / f"{name}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    proc = subprocess.run([program, "-new", str(path)], capture_output=True, text=True, timeout=120)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [line for line in lines if re.match(r"^\s*Error", line)]
