@@ -356,3 +356,31 @@ def test_times_come_back_in_utc(sessions: sessionmaker[Session]) -> None:
         (event,) = repo.audit_events(session=s)
         assert event.at == datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
         assert event.at.utcoffset() == timedelta(0)
+
+
+def test_file_written_but_never_indexed_is_indexed_on_resend(
+    sessions: sessionmaker[Session], store: InstanceStore
+) -> None:
+    """Killed between the write and the commit: the sender re-sends, the row appears once."""
+    sop = f"{STUDY}.1.1"
+    store.put(STUDY, f"{STUDY}.1", sop, b"bytes")  # then the process died: no row
+    with sessions() as s:
+        assert record(s, store, series=f"{STUDY}.1", sop=sop, data=b"bytes") == "new"
+        s.commit()
+        (inst,) = s.scalars(sa.select(Instance))
+        assert inst.version == 1 and store.read(inst.path, sha256=inst.sha256) == b"bytes"
+
+
+def test_uid_resent_under_another_series_moves_its_count(
+    sessions: sessionmaker[Session], store: InstanceStore
+) -> None:
+    sop = f"{STUDY}.9.9"
+    with sessions() as s:
+        assert record(s, store, series=f"{STUDY}.1", sop=sop, data=b"same") == "new"
+        assert record(s, store, series=f"{STUDY}.2", sop=sop, data=b"same") == "new_version"
+        s.commit()
+        counts = {x.series_instance_uid: x.instance_count for x in s.scalars(sa.select(Series))}
+        assert counts == {f"{STUDY}.1": 0, f"{STUDY}.2": 1}
+        (inst,) = s.scalars(sa.select(Instance))
+        assert inst.version == 2
+        assert inst.path == store.relpath_for(STUDY, f"{STUDY}.2", sop)
