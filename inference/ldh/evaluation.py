@@ -290,8 +290,15 @@ def _pct(x: float) -> str:
     return "   n/a" if np.isnan(x) else f"{100 * x:5.1f}%"
 
 
-def _ci(ci: tuple[float, float]) -> str:
-    return "(n/a)" if np.isnan(ci[0]) else f"({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+def _ci(ci: tuple[float, float], scale: float = 100.0) -> str:
+    if np.isnan(ci[0]):
+        return "(n/a)"
+    digits = 1 if scale == 100.0 else 3
+    return f"({scale * ci[0]:.{digits}f} to {scale * ci[1]:.{digits}f})"
+
+
+def _cell(x: float) -> str:
+    return "  n/a" if np.isnan(x) else f"{100 * x:5.1f}"
 
 
 def format_report(report: EvaluationReport, title: str = "LDH evaluation") -> str:
@@ -300,7 +307,7 @@ def format_report(report: EvaluationReport, title: str = "LDH evaluation") -> st
         f"{title}: {report.n_studies} studies, {report.n_levels} disc levels, {report.n_herniations} herniations",
         "",
         "metric                          value    95% CI          (source study, internal test)",
-        f"detection IoU (mean)            {report.iou_mean:6.3f}   {_ci(report.iou_ci):14s}  0.84 / 0.82",
+        f"detection IoU (mean)            {report.iou_mean:6.3f}   {_ci(report.iou_ci, 1.0):14s}  0.84 / 0.82",
         f"detection recall (IoU>={report.iou_threshold:.2f})     {_pct(report.recall)}   {_ci(report.recall_ci):14s}  99.6% / 99.5%",
     ]
     for task, paper in ((report.size, ("87.0%", "95.5%", "0.81")), (report.zone, ("84.0%", "94.4%", "0.76"))):
@@ -309,11 +316,11 @@ def format_report(report: EvaluationReport, title: str = "LDH evaluation") -> st
             f"{task.name}",
             f"  sensitivity (macro)           {_pct(task.sensitivity)}   {_ci(task.sensitivity_ci):14s}  {paper[0]}",
             f"  specificity (macro)           {_pct(task.specificity)}   {_ci(task.specificity_ci):14s}  {paper[1]}",
-            f"  Gwet's AC1                    {task.ac1:6.3f}   {_ci(task.ac1_ci):14s}  {paper[2]}",
+            f"  Gwet's AC1                    {task.ac1:6.3f}   {_ci(task.ac1_ci, 1.0):14s}  {paper[2]}",
             "  per class:     " + "  ".join(f"{str(s.label):>5s}" for s in task.per_class),
             "    n (ref)      " + "  ".join(f"{s.tp + s.fn:5d}" for s in task.per_class),
-            "    sensitivity  " + "  ".join(_pct(s.sensitivity)[:-1].rjust(5) for s in task.per_class),
-            "    specificity  " + "  ".join(_pct(s.specificity)[:-1].rjust(5) for s in task.per_class),
+            "    sensitivity  " + "  ".join(_cell(s.sensitivity) for s in task.per_class),
+            "    specificity  " + "  ".join(_cell(s.specificity) for s in task.per_class),
             "  confusion (rows: reference, columns: predicted)",
             "          " + " ".join(f"{str(c):>5s}" for c in task.classes),
         ]

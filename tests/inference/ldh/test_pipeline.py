@@ -83,3 +83,15 @@ def test_level_finder_without_sagittal_falls_back_to_stack_order(stub: Intensity
     result = LdhPipeline(stub, inferer=LdhInferer(roi_size=(96, 96)))(stacks, None)
     assert [f.level for f in result.findings] == ["L3/L4", "L4/L5", "L5/S1"]
     assert all(f.level_inferred for f in result.findings)
+
+
+def test_clean_labels_drops_specks_keeps_real_herniation() -> None:
+    from inference.ldh.postprocess import clean_labels
+
+    lab = labelled_slice(6, (46, 52))
+    lab[90, 90] = L.HERNIATION  # a speck far from the disc: noise
+    lab[49, 31] = L.HERNIATION  # a speck inside the disc's edge: disc
+    lab[5:8, 5:8] = L.DISC  # a second disc blob: not the disc
+    out = clean_labels(lab, (1.0, 1.0), (0.0, 1.0))
+    assert out[90, 90] == L.BACKGROUND and out[49, 31] == L.DISC and out[6, 6] == L.BACKGROUND
+    assert (out == L.HERNIATION).sum() == 6 * 7
