@@ -237,3 +237,23 @@ def test_axspa_label_over_40_seeds_is_sensible_and_noisy() -> None:
     # Some studies lack STIR, most have it.
     no_stir = sum(t["oedema_table"] is None for t in truths)
     assert 2 <= no_stir <= 16
+
+
+def test_left_ilium_is_on_the_patients_left(studies: dict[str, Path]) -> None:
+    # Through the DICOM geometry: LPS x grows to the patient's left.
+    study = studies["stir"]
+    datasets = _read_series(study / "dicom" / "cor_t1")
+    labels = np.load(study / "labels" / "cor_t1.npz")["labels"]
+    k = len(datasets) // 2
+    ds = datasets[k]
+    ori = np.array([float(x) for x in ds.ImageOrientationPatient])
+    ipp = np.array([float(x) for x in ds.ImagePositionPatient])
+    row_spacing, col_spacing = (float(x) for x in ds.PixelSpacing)
+
+    def mean_x(value: int) -> float:
+        rows, cols = np.nonzero(labels[k] == value)
+        assert rows.size, f"no {SijLabel(value).name} on the middle slice"
+        points = ipp + np.outer(cols * col_spacing, ori[:3]) + np.outer(rows * row_spacing, ori[3:])
+        return float(points[:, 0].mean())
+
+    assert mean_x(SijLabel.ILIUM_RIGHT) < mean_x(SijLabel.SACRUM) < mean_x(SijLabel.ILIUM_LEFT)
