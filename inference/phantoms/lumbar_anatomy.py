@@ -250,7 +250,7 @@ def build_spine(rng: np.random.Generator) -> SpineAnatomy:
             posterior_depth=d * 0.45,
             endplate_concavity=rng.uniform(0.8, 2.0) if not name.startswith("S") else 0.5,
             canal_half_width=canal_hw,
-            canal_depth=sac_depth + rng.uniform(3.0, 6.0) if not name.startswith("S") else 10.0,
+            canal_depth=sac_depth + rng.uniform(3.0, 6.0) if name[0] in "TL" or name == "S1" else 10.0,
             spinous_length=rng.uniform(26.0, 34.0) * size if name[0] in "TL" else 8.0,
             transverse_length=(20.0 if name == "L3" else 15.0) * size if name[0] in "TL" else 0.0,
         )
