@@ -1,4 +1,4 @@
-"""Ingest benchmark: DCMTK storescu -> {storescp, Orthanc, dicom-node serve} on loopback.
+"""Ingest benchmark: DCMTK storescu -> {storescp, Orthanc, pynetdicom, dicom-node serve}.
 
 Not a test. In one run it generates two data sets into a temporary directory
 (``--large`` MR instances of 512x512 16-bit, ``--small`` small MR instances of
@@ -11,7 +11,10 @@ dicom-node to the others, and the peak RSS (VmHWM) of ``serve``.
 Every DCMTK and Orthanc process gets ``TCP_NODELAY=1`` (BENCHMARKING.md).
 Durability differs: storescp does not fsync; Orthanc fsyncs its SQLite index
 about once per instance; dicom-node fsyncs each file, its directory and the
-SQLite commit (synchronous FULL) before answering.
+SQLite commit (synchronous FULL) before answering. ``pynetdicom`` is a bare
+pynetdicom SCP writing the received bytes without fsync or index: the floor for
+any receiver built on pynetdicom, so the gap to it is what dicom-node's own work
+costs.
 
 Usage::
 
@@ -192,8 +195,60 @@ class DicomNode(Receiver):
         wait_echo(self.aet, self.port)
 
 
+class BarePynetdicom(Receiver):
+    """A pynetdicom SCP that writes ``encoded_dataset()`` to a file, no fsync, no index.
+
+    The floor of any pynetdicom-based receiver: the difference to ``dicom-node`` is
+    what parsing, durability (fsyncs) and indexing cost.
+    """
+
+    name, aet = "pynetdicom", "BARE"
+
+    def start(self) -> None:
+        out = self.work / "out"
+        out.mkdir(parents=True)
+        self.proc = subprocess.Popen(
+            [PYTHON, __file__, "--bare-scp", str(self.port), str(out)],
+            env=_env(), stdout=subprocess.DEVNULL, stderr=None,
+        )
+        wait_echo(self.aet, self.port)
+
+
+def run_bare_scp(port: int, out: Path) -> int:
+    """Serve ``BarePynetdicom`` until SIGTERM."""
+    import threading
+
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+    from pynetdicom.sop_class import Verification
+
+    def on_store(event: object) -> int:
+        data = event.encoded_dataset()  # type: ignore[attr-defined]
+        uid = event.request.AffectedSOPInstanceUID  # type: ignore[attr-defined]
+        (out / f"{uid}.dcm").write_bytes(data)
+        return 0
+
+    def on_open(event: object) -> None:
+        sock = event.assoc.dul.socket.socket  # type: ignore[attr-defined]
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    ae = AE("BARE")
+    ae.maximum_pdu_size = 0
+    ae.add_supported_context(Verification)
+    ae.add_supported_context(MRImageStorage, ALL_TRANSFER_SYNTAXES)
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False,
+        evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_open)],
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
 RECEIVERS: dict[str, Callable[[Path], Receiver]] = {
-    "storescp": StoreScp, "orthanc": Orthanc, "dicom-node": DicomNode,
+    "storescp": StoreScp, "orthanc": Orthanc, "pynetdicom": BarePynetdicom,
+    "dicom-node": DicomNode,
 }
 
 
@@ -209,11 +264,14 @@ def send(aet: str, port: int, data: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--bare-scp"]:
+        return run_bare_scp(int(argv[1]), Path(argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--large", type=int, default=600, help="512x512 MR instances")
     parser.add_argument("--small", type=int, default=2000, help="64x64 MR instances")
-    parser.add_argument("--receivers", default="storescp,orthanc,dicom-node")
+    parser.add_argument("--receivers", default="storescp,orthanc,pynetdicom,dicom-node")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     names = [n for n in args.receivers.split(",") if n]

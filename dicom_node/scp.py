@@ -31,7 +31,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import Event
-from pynetdicom.sop_class import Verification, _STORAGE_CLASSES  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    Verification,
+    _STORAGE_CLASSES,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -225,7 +228,7 @@ class Receiver:
                 self._lock.notify_all()
 
     def _store(self, event: Event) -> Status:
-        request = event.request
+        request: Any = event.request  # a C_STORE primitive
         assoc = event.assoc
         calling_ae = str(assoc.requestor.ae_title).strip()
         peer = f"{assoc.requestor.address}:{assoc.requestor.port}"
@@ -387,7 +390,7 @@ def handle_conn_open(event: Event) -> None:
 def handle_requested(event: Event, policy: AssociationPolicy, receiver: Receiver) -> None:
     """A-ASSOCIATE-RQ: apply the allow-lists and the called-AE check, auditing refusals."""
     assoc = event.assoc
-    primitive = assoc.requestor.primitive
+    primitive: Any = assoc.requestor.primitive  # the A-ASSOCIATE-RQ, set before this event
     calling = str(primitive.calling_ae_title).strip()
     called = str(primitive.called_ae_title).strip()
     host = str(assoc.requestor.address)
@@ -447,7 +450,7 @@ def start_scp(settings: Settings, receiver: Receiver) -> tuple[AE, ThreadedAssoc
         allowed_calling_aets=list(settings.allowed_calling_aets),
         allowed_hosts=list(settings.allowed_hosts),
     )
-    handlers = [
+    handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, handle_conn_open),
         (evt.EVT_REQUESTED, handle_requested, [policy, receiver]),
         (evt.EVT_C_ECHO, handle_echo),

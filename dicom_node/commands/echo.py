@@ -38,7 +38,7 @@ def resolve_destination(dest: str, settings: Settings) -> tuple[str, str, int]:
 def echo(ae_title: str, host: str, port: int, *, calling_ae: str, timeout: float) -> int | None:
     """Send one C-ECHO; returns the status, or None when no association was made."""
     from pynetdicom import AE
-    from pynetdicom.sop_class import Verification
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
