@@ -93,6 +93,8 @@ def test_store_is_durable_indexed_and_audited(shared_node: ServeProcess) -> None
     ]
     assert events[0].peer.startswith("127.0.0.1:")
     assert version == 1
+    # patient identifiers never reach the INFO log
+    assert "TEST123" not in shared_node.log() and "Test^Patient" not in shared_node.log()
 
 
 def test_resend_is_idempotent_and_new_content_is_a_new_version(shared_node: ServeProcess) -> None:
@@ -277,3 +279,48 @@ def test_every_pydicom_test_file_gets_a_documented_status(shared_node: ServeProc
     added = len(indexed(shared_node)) - before
     assert 20 < added <= successes  # some test files share a SOP Instance UID
     assert echo_ok(shared_node.port)
+
+
+def test_ae_limits_and_timeouts_come_from_settings(tmp_path: Path) -> None:
+    from dicom_node.scp import build_ae, storage_sop_classes
+
+    settings = load_settings(
+        environ={}, storage_dir=tmp_path / "var", min_free_disk_mb=0,
+        network={"max_associations": 3, "network_timeout": 7, "acse_timeout": 8,
+                 "dimse_timeout": 0, "maximum_pdu_size": 65536},
+    )
+    ae = build_ae(settings)
+    assert (ae.maximum_associations, ae.network_timeout, ae.acse_timeout) == (3, 7, 8)
+    assert ae.dimse_timeout is None and ae.maximum_pdu_size == 65536
+    supported = {str(cx.abstract_syntax) for cx in ae.supported_contexts}
+    for uid in ("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1",  # MR, Enhanced MR
+                "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.22",  # SC, Enhanced SR
+                "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.104.1",  # SEG, PDF
+                "1.2.840.10008.5.1.4.1.1.4.2", "1.2.840.10008.1.1"):  # MR Spectroscopy, echo
+        assert uid in supported, uid
+    assert set(storage_sop_classes()) <= supported
+    mr = next(cx for cx in ae.supported_contexts if cx.abstract_syntax == MRImageStorage)
+    for ts in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
+               "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.2"):
+        assert ts in mr.transfer_syntax, ts
+
+
+def test_max_associations_in_process(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={}, storage_dir=tmp_path / "var", host="127.0.0.1", port=free_port(),
+        min_free_disk_mb=0, network={"max_associations": 1},
+    )
+    node = Node(settings)
+    node.start()
+    try:
+        first = associate(node.address[1])
+        assert first.is_established
+        try:
+            second = associate(node.address[1])
+            assert second.is_rejected
+            assert second.acceptor.primitive.diagnostic == 0x02  # local limit exceeded
+        finally:
+            first.release()
+        assert echo_ok(node.address[1])
+    finally:
+        node.stop()
