@@ -152,10 +152,10 @@ class LdhPipeline:
         canonical = orient.apply(array)
         items = [self._transforms({IMAGE: torch.from_numpy(s[None].copy()), SPACING: spacing}) for s in canonical]
         batch = torch.stack([torch.as_tensor(d[IMAGE]) for d in items]).to(self.device)
-        probs = self.inferer(batch, self.network)
-        probs = resample_back(probs, canonical.shape[1:]).cpu().numpy()
-        probs = orient.invert(probs)  # (k, C, rows, cols) on the native grid
-        left = left_direction_in_slice(volume.row_direction, volume.column_direction)
+        probabilities = self.inferer(batch, self.network)
+        canonical_probs = resample_back(probabilities, canonical.shape[1:]).cpu().numpy()
+        probs = orient.invert(canonical_probs)  # (k, C, rows, cols) on the native grid
+        left = tuple(left_direction_in_slice(volume.row_direction, volume.column_direction))
         labels = np.stack(
             [
                 clean_labels(p.argmax(axis=0), spacing_native, left, min_herniation_mm2=self.min_herniation_mm2)
@@ -294,16 +294,19 @@ class LdhPipeline:
         m = readings[best]
         assert m is not None
         stack, k = slices[best]
-        spacing = np.array([float(axial[stack].spacing[1]), float(axial[stack].spacing[2])])
+        pixel = (float(axial[stack].spacing[1]), float(axial[stack].spacing[2]))
 
         def px(point: np.ndarray | None) -> tuple[float, float] | None:
-            return None if point is None else (float(point[0] / spacing[0]), float(point[1] / spacing[1]))
+            return None if point is None else (float(point[0] / pixel[0]), float(point[1] / pixel[1]))
+
+        def px2(point: np.ndarray) -> tuple[float, float]:
+            return (float(point[0] / pixel[0]), float(point[1] / pixel[1]))
 
         if m.size > 0:
             confidence = herniation_confidence(hern_probs[best], segs[stack].labels[k] == AxialLabel.HERNIATION)
         else:
             confidence = 1.0 - float(max(float(p.max()) for p in hern_probs))
-        line = (px(m.line.right), px(m.line.left))
+        line = (px2(m.line.right), px2(m.line.left))
         return LevelFinding(
             size=m.size,
             zone=m.zone,
@@ -315,8 +318,8 @@ class LdhPipeline:
             bbox=m.bbox,
             apex_px=px(m.apex_mm),
             fifty_percent_px=px(m.fifty_percent_mm),
-            intrafacet_line_px=line,  # type: ignore[arg-type]
-            quarter_points_px=tuple(px(q) for q in m.line.quarter_points()),  # type: ignore[arg-type]
+            intrafacet_line_px=line,
+            quarter_points_px=tuple(px2(q) for q in m.line.quarter_points()),
             confidence=float(confidence),
             slice=refs[best],
             warnings=tuple(warnings),
