@@ -170,9 +170,9 @@ def test_labels_align_with_image_contrast(study: Path, truth: dict[str, Any]) ->
     ratio_t1 = _mean(t1, t1_labels == SagittalLabel.CANAL) / _mean(t1, t1_labels == SagittalLabel.VERTEBRA)
     assert ratio_t2 > 1.3
     assert ratio_t1 < 0.7 * ratio_t2
-    # the background outside the body is dark on every series
-    for image, labels in ((ax, ax_labels), (t2, t2_labels)):
-        assert np.percentile(image, 5) < 0.1 * np.percentile(image, 99)
+    # the sagittal field of view reaches the air behind the back: dark, with Rician noise only
+    for image in (t1, t2):
+        assert np.percentile(image, 2) < 0.1 * np.percentile(image, 99)
 
 
 def test_forced_classes_read_back_from_the_masks() -> None:
