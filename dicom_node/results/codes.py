@@ -10,7 +10,7 @@ contract: never renumber one, only add.
 
 from __future__ import annotations
 
-import highdicom as hd
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom.sr.coding import Code
 
 __all__ = [
@@ -47,9 +47,9 @@ def private(value: str, meaning: str) -> Code:
     return Code(value, PRIVATE_SCHEME, meaning)
 
 
-def coding_scheme_item() -> hd.sr.CodingSchemeIdentificationItem:
+def coding_scheme_item() -> CodingSchemeIdentificationItem:
     """The Coding Scheme Identification Sequence item declaring :data:`PRIVATE_SCHEME`."""
-    return hd.sr.CodingSchemeIdentificationItem(
+    return CodingSchemeIdentificationItem(
         designator=PRIVATE_SCHEME,
         name=PRIVATE_SCHEME_NAME,
         version=PRIVATE_SCHEME_VERSION,

@@ -1,0 +1,136 @@
+"""TID 1500 Measurement Report documents (highdicom), shared by both pipelines.
+
+:func:`build_report` wraps the measurement groups a pipeline module made into an
+Enhanced SR (no 3D coordinates are needed: image regions are SCOORD on the slice
+they were read on): observer context naming the device and the algorithm,
+procedure reported, image library of the source images, the plain-language
+summary, the research-use notice and the weights checksum as TEXT items (TID 1500
+row "Qualitative Evaluations"), and the private coding scheme declared in the
+Coding Scheme Identification Sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from dicom_node.results import codes
+from dicom_node.results.errors import ResultsEncodingError
+from dicom_node.results.identity import DEVICE_SERIAL_NUMBER, MANUFACTURER, SOFTWARE_VERSION, ModelIdentity, derive_uid
+
+__all__ = ["algorithm_id", "build_report", "observation_context", "summary_items"]
+
+logger = logging.getLogger(__name__)
+
+#: Procedure reported (CID 100 allows any imaging procedure code).
+PROCEDURES: dict[str, hd.sr.CodedConcept] = {
+    "ldh": hd.sr.CodedConcept("241646000", "SCT", "MRI of lumbar spine"),
+    "sij": hd.sr.CodedConcept("433138003", "SCT", "MRI of sacroiliac joint"),
+}
+
+
+def algorithm_id(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
+    """TID 4019 Algorithm Identification: name, version and the weights checksum as a parameter."""
+    return hd.sr.AlgorithmIdentification(
+        name=model.name[:64], version=model.version[:64], parameters=[f"weights sha256 {model.sha256 or 'none'}"]
+    )
+
+
+def observation_context(model: ModelIdentity) -> hd.sr.ObservationContext:
+    """Observer: the device (dicom-node) running the named algorithm."""
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=derive_uid("device", MANUFACTURER, model.name, model.version, model.sha256 or ""),
+        name=f"{MANUFACTURER} {model.name}"[:64],
+        manufacturer_name=MANUFACTURER,
+        model_name=f"{model.name} {model.version}"[:64],
+        serial_number=DEVICE_SERIAL_NUMBER,
+    )
+    return hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
+            observer_identifying_attributes=device,
+        )
+    )
+
+
+def summary_items(summary: str, model: ModelIdentity) -> hd.sr.ContainerContentItem:
+    """The "Qualitative Evaluations" container of TID 1500 with the summary, the notice and the checksum."""
+    container = hd.sr.ContainerContentItem(
+        name=codes.QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+    container.ContentSequence = hd.sr.ContentSequence([
+        hd.sr.TextContentItem(name=codes.SUMMARY, value=summary[:1024] or "no findings",
+                              relationship_type=hd.sr.RelationshipTypeValues.CONTAINS),
+        hd.sr.TextContentItem(name=codes.RESEARCH_NOTICE, value=model.notice or "research use only",
+                              relationship_type=hd.sr.RelationshipTypeValues.CONTAINS),
+        hd.sr.TextContentItem(name=codes.WEIGHTS_SHA256, value=model.sha256 or "none",
+                              relationship_type=hd.sr.RelationshipTypeValues.CONTAINS),
+    ])
+    return container
+
+
+def build_report(
+    *,
+    pipeline: str,
+    model: ModelIdentity,
+    groups: Sequence[
+        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
+    ],
+    source_images: Sequence[Dataset],
+    evidence: Sequence[Dataset],
+    summary: str,
+    series_instance_uid: str,
+    series_number: int,
+    sop_instance_uid: str,
+    series_description: str,
+) -> hd.sr.EnhancedSR:
+    """Assemble the TID 1500 document.
+
+    Parameters
+    ----------
+    groups
+        At least one measurement group (normal findings are groups too).
+    source_images
+        The images of the image library (the source series).
+    evidence
+        Everything referenced (source images and the SEG instances).
+
+    Raises
+    ------
+    ResultsEncodingError
+        highdicom refused the content.
+    """
+    try:
+        report = hd.sr.MeasurementReport(
+            observation_context=observation_context(model),
+            procedure_reported=PROCEDURES[pipeline],
+            imaging_measurements=list(groups),
+            title=codes.IMAGING_MEASUREMENT_REPORT,
+            referenced_images=list(source_images),
+        )
+        report[0].ContentSequence.append(summary_items(summary, model))
+        sr = hd.sr.EnhancedSR(
+            evidence=list(evidence),
+            content=report[0],
+            series_instance_uid=series_instance_uid,
+            series_number=series_number,
+            sop_instance_uid=sop_instance_uid,
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            is_complete=True,
+            is_final=False,
+            is_verified=False,
+            series_description=series_description[:64],
+        )
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ResultsEncodingError(f"highdicom refused the {pipeline} SR: {exc}") from exc
+    sr.CodingSchemeIdentificationSequence = DicomSequence([codes.coding_scheme_item()])
+    sr.SoftwareVersions = [SOFTWARE_VERSION, f"{model.name} {model.version}"[:64]]
+    logger.info("SR %s: %d measurement group(s)", sop_instance_uid, len(groups))
+    return sr
