@@ -53,6 +53,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="evaluate every patient, not only the held-out ones")
     parser.add_argument("--per-slice", action="store_true", help="print one line per slice")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary and per-slice results here")
+    parser.add_argument(
+        "--phantoms", type=Path, default=None, help="also level these lumbar phantom studies against their ground truth"
+    )
 
 
 def _split(args: argparse.Namespace) -> tuple[list[Any], list[str], list[str]]:
@@ -197,7 +200,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for r in results:
             flag = "ok " if r.count_right else "BAD"
             print(f"  {flag} {r.name}: Dice {r.dice_disc:.3f}, discs {r.pred_discs}/{r.ref_discs}, lowest {r.pred_names[-1:] or '-'}; {'; '.join(r.warnings)}")
+    phantom_results: list[dict[str, Any]] = []
+    if args.phantoms is not None:
+        from inference.levels.evaluation import evaluate_phantom_study
+        from inference.levels.phantoms import phantom_studies
+
+        for study in phantom_studies(args.phantoms):
+            try:
+                res = evaluate_phantom_study(model, study)
+            except (LevelsError, OSError, ValueError) as exc:
+                print(f"  phantom {study.name}: {exc}", file=sys.stderr)
+                continue
+            phantom_results.append(res.__dict__)
+            print(
+                f"  phantom {res.study}: discs named right {res.discs_named_right}/{res.discs}, "
+                f"axial slices right {res.axial_right}/{res.axial_slices}; {'; '.join(res.warnings)}"
+            )
+        if phantom_results:
+            named = sum(r["discs_named_right"] for r in phantom_results) / max(1, sum(r["discs"] for r in phantom_results))
+            axial = sum(r["axial_right"] for r in phantom_results) / max(1, sum(r["axial_slices"] for r in phantom_results))
+            print(f"phantoms: discs named right {named:.1%}, axial slices levelled right {axial:.1%}")
     if args.json is not None:
-        payload = {"summary": summary.as_dict(), "slices": [r.__dict__ for r in results]}
+        payload = {"summary": summary.as_dict(), "slices": [r.__dict__ for r in results], "phantoms": phantom_results}
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -20,7 +20,17 @@ from inference.labels import DISC_LEVELS, SagittalLabel
 from inference.levels.junction import count_levels
 from inference.levels.model import fit_to_canvas, normalise_intensity, probabilities_to_labels, segment_slices
 
-__all__ = ["SliceResult", "Summary", "dice", "evaluate_slices", "match_components", "predict_slice_labels", "summarise"]
+__all__ = [
+    "PhantomResult",
+    "SliceResult",
+    "Summary",
+    "dice",
+    "evaluate_phantom_study",
+    "evaluate_slices", 
+    "match_components",
+    "predict_slice_labels",
+    "summarise",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -208,3 +218,53 @@ def evaluate_slices(
         evaluate_slice(name, pred, ref, confidence=conf, spacing=spacing)
         for (name, _, ref), (pred, conf) in zip(items, predictions)
     ]
+
+
+@dataclass
+class PhantomResult:
+    """Levels on one phantom study against its ground truth."""
+
+    study: str
+    discs: int  #: ground-truth discs
+    discs_named_right: int  #: a found disc of the same name within ``max_error_mm`` of the true centre
+    axial_slices: int  #: axial slices the ground-truth discs give a level
+    axial_right: int  #: of those, slices given the same level from the sagittal series
+    warnings: list[str] = field(default_factory=list)
+
+
+def evaluate_phantom_study(
+    model: torch.nn.Module, study: Any, *, max_error_mm: float = 10.0, tolerance_mm: float = 12.0
+) -> PhantomResult:
+    """Find the discs of a phantom study's ``sag_t2`` and level its axial stacks; compare with the truth."""
+    import json
+    from pathlib import Path
+
+    from inference.levels import assign_levels
+    from inference.levels.mapping import DiscLevel, assign_from_discs
+    from inference.levels.sagittal import find_disc_levels
+    from inference.volume import load_volumes
+
+    root = Path(study)
+    truth = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+    true_discs = [
+        DiscLevel(d["level"], np.asarray(d["center_lps"], float), np.asarray(d["normal_lps"], float), 1.0)
+        for d in truth["discs"]
+    ]
+    sagittal = load_volumes(root / "dicom" / "sag_t2")[0]
+    axial = load_volumes(root / "dicom" / "ax_t2")
+    found, warnings = find_disc_levels(sagittal, model)
+    by_name = {d.name: d for d in found}
+    named_right = sum(
+        1
+        for d in true_discs
+        if d.name in by_name and float(np.linalg.norm(by_name[d.name].center - d.center)) <= max_error_mm
+    )
+    got = assign_levels(axial, sagittal, model=model, tolerance_mm=tolerance_mm)
+    slices = right = 0
+    for volume, levels in zip(axial, got):
+        for want, have in zip(assign_from_discs(volume, true_discs, tolerance_mm=tolerance_mm), levels):
+            if want.level is None:
+                continue
+            slices += 1
+            right += int(have.level == want.level)
+    return PhantomResult(root.name, len(true_discs), named_right, slices, right, warnings)

@@ -113,3 +113,14 @@ def test_mismatched_frame_of_reference_on_a_phantom(study: dict[str, Any]) -> No
         assert all(lv.method == "sagittal" for lv in stack)
         assert sum(lv.level is not None for lv in stack) >= 3
         assert all(any("frame of reference differs" in w for w in lv.warnings) for lv in stack)
+
+
+def test_phantom_evaluation_with_a_perfect_network(study: dict[str, Any]) -> None:
+    from inference.levels.evaluation import evaluate_phantom_study
+
+    result = evaluate_phantom_study(study["perfect"], study["root"])
+    assert result.discs == len(study["gt"]["discs"]) and result.discs_named_right == result.discs
+    assert result.axial_slices >= 9 and result.axial_right >= 0.9 * result.axial_slices
+    # a network that sees nothing names nothing, and its levels come from stack order
+    blind = evaluate_phantom_study(StubNetwork(np.zeros((320, 256), np.int64)), study["root"])
+    assert blind.discs_named_right == 0
