@@ -22,7 +22,16 @@ import numpy as np
 from inference.labels import SijLabel
 from inference.phantoms.dicomio import PhantomSeries, PhantomStudy, deterministic_uid, write_mr_series
 from inference.phantoms.sij_anatomy import SijAnatomy, TissueMaps, classify, sample_anatomy
-from inference.phantoms.sij_render import SlicePlan, Vendor, plan_coordinates, render, sample_plan, sample_vendor
+from inference.phantoms.sij_render import (
+    PARTIAL_VOLUME_OFFSETS,
+    PARTIAL_VOLUME_STEP,
+    SlicePlan,
+    Vendor,
+    plan_coordinates,
+    render,
+    sample_plan,
+    sample_vendor,
+)
 from inference.phantoms.sij_truth import (
     QUADRANT_KEYS,
     SliceQuadrants,
@@ -45,7 +54,7 @@ __all__ = [
     "study_has_stir",
 ]
 
-GENERATOR_VERSION = "sij-1.2.0"
+GENERATOR_VERSION = "sij-1.3.0"
 #: Fraction of studies written without STIR.
 NO_STIR_FRACTION = 0.2
 #: Coefficients of the latent logistic model (see :func:`latent_logit`).
@@ -337,11 +346,15 @@ def generate_sij_study(out_dir: Path, seed: int) -> Path:
     built = _build(seed)
     anat, plan, maps, study, series = built.anat, built.plan, built.maps, built.study, built.series
     truth = built.truth
-    # Images.
-    t1 = render(maps, "t1", anat, plan, _rng(seed, _STREAM_T1))
+    # Images: the labelled centre plane plus partial-volume sub-planes on a coarser grid.
+    sub_planes = tuple(
+        classify(anat, *plan_coordinates(plan, offset_mm=f * plan.thickness, step=PARTIAL_VOLUME_STEP))
+        for f in PARTIAL_VOLUME_OFFSETS
+    )
+    t1 = render(maps, "t1", anat, plan, _rng(seed, _STREAM_T1), sub_planes=sub_planes)
     images = {"cor_t1": t1}
     if built.has_stir:
-        images["cor_stir"] = render(maps, "stir", anat, plan, _rng(seed, _STREAM_STIR))
+        images["cor_stir"] = render(maps, "stir", anat, plan, _rng(seed, _STREAM_STIR), sub_planes=sub_planes)
 
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     for key in truth["series"]:

@@ -4,7 +4,8 @@
   with a small seeded planning error), FOV, matrix, slice thickness and gap.
 * :func:`plan_coordinates`: voxel centres of the slab in the sacral frame.
 * :func:`render`: T1 spin echo or STIR magnitude image from the tissue maps, with
-  texture, partial-volume blur, bias field, Rician noise and intensity scale.
+  through-plane partial volume (sub-planes), texture, in-plane blur, bias field,
+  Rician noise and intensity scale.
 * :func:`sample_vendor`: Siemens / GE / Philips header styles.
 """
 
@@ -20,7 +21,15 @@ from inference.phantoms.sij_anatomy import SijAnatomy, Tissue, TissueMaps
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SlicePlan", "Vendor", "plan_coordinates", "render", "sample_plan", "sample_vendor"]
+__all__ = [
+    "PARTIAL_VOLUME_OFFSETS",
+    "SlicePlan",
+    "Vendor",
+    "plan_coordinates",
+    "render",
+    "sample_plan",
+    "sample_vendor",
+]
 
 
 def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
@@ -108,18 +117,31 @@ def sample_plan(rng: np.random.Generator, anat: SijAnatomy) -> SlicePlan:
     )
 
 
-def plan_coordinates(plan: SlicePlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sacral-frame coordinates ``(u, v, w)`` of every voxel centre, each ``(n, rows, cols)`` float32."""
+def plan_coordinates(
+    plan: SlicePlan, *, offset_mm: float = 0.0, step: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sacral-frame coordinates ``(u, v, w)`` of voxel centres, each ``(n, rows, cols)`` float32.
+
+    Parameters
+    ----------
+    plan
+        The slab.
+    offset_mm
+        Shift of every slice along its normal (partial-volume sub-planes).
+    step
+        Take every ``step``-th row and column (a coarser grid of the same slab).
+    """
     ori = np.asarray(plan.orientation, dtype=float)
     row_dir, col_dir = ori[:3], ori[3:]
+    normal = np.cross(row_dir, col_dir)
     rot = plan.to_anatomy[:3, :3]
-    origin = rot @ plan.positions[0] + plan.to_anatomy[:3, 3]
+    origin = rot @ (plan.positions[0] + offset_mm * normal) + plan.to_anatomy[:3, 3]
     step_k = rot @ (plan.positions[1] - plan.positions[0]) if plan.n_slices > 1 else np.zeros(3)
     step_i = rot @ col_dir * plan.pixel_spacing[0]
     step_j = rot @ row_dir * plan.pixel_spacing[1]
     k = np.arange(plan.n_slices, dtype=np.float32)[:, None, None]
-    i = np.arange(plan.rows, dtype=np.float32)[None, :, None]
-    j = np.arange(plan.columns, dtype=np.float32)[None, None, :]
+    i = np.arange(0, plan.rows, step, dtype=np.float32)[None, :, None]
+    j = np.arange(0, plan.columns, step, dtype=np.float32)[None, None, :]
     out = []
     for a in range(3):
         out.append(
@@ -171,14 +193,57 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], cells: 
     return np.asarray(rows @ coarse @ cols.T, dtype=np.float32)
 
 
+#: Partial volume across the slice: sub-planes at these fractions of the thickness
+#: from the centre, and their weights (the centre plane, which carries the labels,
+#: weighs the rest).
+PARTIAL_VOLUME_OFFSETS = (-1.0 / 3.0, 1.0 / 3.0)
+PARTIAL_VOLUME_WEIGHT = 0.25
+#: Sub-planes are classified on a grid this many times coarser in-plane.
+PARTIAL_VOLUME_STEP = 2
+
+
+def _signal(
+    maps: TissueMaps, lut: np.ndarray, sequence: str, fm_level: float
+) -> np.ndarray:
+    """Noise-free relative signal of the tissue maps (no texture)."""
+    image = lut[maps.tissue]
+    if sequence == "t1":
+        image[maps.oedema & ~maps.fm] = OEDEMA_T1
+        image[maps.fm] = fm_level
+    else:
+        image[maps.fm] = FM_STIR
+        image[maps.oedema] = OEDEMA_STIR * maps.oedema_level[maps.oedema]
+    return np.asarray(image, dtype=np.float32)
+
+
+def _upsample(image: np.ndarray, step: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """Nearest-neighbour upsampling of a ``step``-coarser grid back to ``shape``."""
+    if step == 1:
+        return image
+    big = np.repeat(np.repeat(image, step, axis=1), step, axis=2)
+    return np.asarray(big[:, : shape[1], : shape[2]])
+
+
 def render(
     maps: TissueMaps,
     sequence: str,
     anat: SijAnatomy,
     plan: SlicePlan,
     rng: np.random.Generator,
+    *,
+    sub_planes: tuple[TissueMaps, ...] = (),
 ) -> np.ndarray:
-    """Magnitude image ``(n, rows, cols)`` uint16 of ``sequence`` ("t1" or "stir")."""
+    """Magnitude image ``(n, rows, cols)`` uint16 of ``sequence`` ("t1" or "stir").
+
+    Parameters
+    ----------
+    maps
+        Tissue maps at the voxel centres (the plane the labels come from).
+    sub_planes
+        Tissue maps of the partial-volume sub-planes (``PARTIAL_VOLUME_OFFSETS``,
+        classified every ``PARTIAL_VOLUME_STEP`` pixels); each weighs
+        ``PARTIAL_VOLUME_WEIGHT``. Empty: no through-plane partial volume.
+    """
     col = 0 if sequence == "t1" else 1
     lut = np.zeros(len(Tissue), dtype=np.float32)
     for tissue, values in _CONTRAST.items():
@@ -189,21 +254,21 @@ def render(
     else:
         lut[Tissue.MUSCLE] *= float(rng.uniform(0.85, 1.15))
         lut[Tissue.FAT] *= float(rng.uniform(0.7, 1.4))
-    image = lut[maps.tissue]
-    shape = image.shape
+    shape = maps.tissue.shape
     # Texture: marrow heterogeneity and soft-tissue variation.
     tex = _smooth_field(rng, shape, 20)
-    marrow = maps.tissue == Tissue.MARROW
-    image *= 1.0 + np.where(marrow, 0.07, 0.03).astype(np.float32) * tex
-    if sequence == "t1":
-        image[maps.oedema & ~maps.fm] = OEDEMA_T1
-        fm_level = max(float(rng.uniform(*FM_T1)), anat.marrow_t1 + 0.14)
-        image[maps.fm] = fm_level * (1.0 + 0.04 * tex[maps.fm])
-    else:
-        image[maps.fm] = FM_STIR
-        level = maps.oedema_level[maps.oedema]
-        image[maps.oedema] = OEDEMA_STIR * level * (1.0 + 0.08 * tex[maps.oedema])
-    # Point spread: a little in-plane blur (sub-pixel), partial volume across the slice.
+    fm_level = max(float(rng.uniform(*FM_T1)), anat.marrow_t1 + 0.14)
+    image = _signal(maps, lut, sequence, fm_level)
+    if sub_planes:
+        image *= 1.0 - PARTIAL_VOLUME_WEIGHT * len(sub_planes)
+        for sub in sub_planes:
+            image += PARTIAL_VOLUME_WEIGHT * _upsample(
+                _signal(sub, lut, sequence, fm_level), PARTIAL_VOLUME_STEP, shape
+            )
+    amount = np.where(maps.tissue == Tissue.MARROW, np.float32(0.07), np.float32(0.03))
+    amount[maps.fm if sequence == "t1" else maps.oedema] = 0.05
+    image *= 1.0 + amount * tex
+    # Point spread: a little in-plane blur (sub-pixel).
     image = ndimage.gaussian_filter(image, sigma=(0.0, 0.6, 0.6), mode="nearest")
     # Bias field: receive coils (posterior elements brighter), smooth in-plane gradient.
     n, rows, cols = shape
