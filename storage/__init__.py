@@ -1,1 +1,5 @@
-"""Persistence for dicom-node: SQLAlchemy models, repository functions, migrations and the on-disk instance store."""
+"""Persistence for dicom-node.
+
+SQLAlchemy models, repository functions, Alembic migrations and the on-disk
+instance store (see docs/storage.md).
+"""

@@ -492,9 +492,7 @@ def instances_of_study(*, session: Session, study_uid: str) -> list[Instance]:
             .join(Series, Instance.series_id == Series.id)
             .join(Study, Series.study_id == Study.id)
             .where(Study.study_instance_uid == study_uid)
-            .order_by(
-                Series.series_number.is_(None), Series.series_number, Series.id, Instance.id
-            )
+            .order_by(Series.series_number.is_(None), Series.series_number, Series.id, Instance.id)
             .execution_options(populate_existing=True)
         )
     )

@@ -25,9 +25,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _render_item(
-    type_: str, obj: Any, autogen_context: AutogenContext
-) -> str | Literal[False]:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Write our TypeDecorators as the plain type they store (no model import in revisions)."""
     if type_ == "type" and isinstance(obj, TypeDecorator):
         impl = obj.impl_instance

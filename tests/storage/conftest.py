@@ -139,9 +139,7 @@ def _pg_session_db(pg_admin: Engine) -> Iterator[Engine]:
 @pytest.fixture
 def pg_shared_engine(_pg_session_db: Engine) -> Engine:
     """The run's PostgreSQL database, emptied for this test (faster than a new one)."""
-    tables = ", ".join(
-        f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables)
-    )
+    tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
     with _pg_session_db.begin() as conn:
         # a session a test forgot to close would otherwise hang the run here
         conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")

@@ -105,7 +105,9 @@ def test_resend_different_bytes_is_new_version(
     sop = f"{STUDY}.1.1"
     with sessions() as s:
         assert record(s, store, series=f"{STUDY}.1", sop=sop, data=b"v1", now=at(0)) == "new"
-        assert record(s, store, series=f"{STUDY}.1", sop=sop, data=b"v2", now=at(1)) == "new_version"
+        assert (
+            record(s, store, series=f"{STUDY}.1", sop=sop, data=b"v2", now=at(1)) == "new_version"
+        )
         s.commit()
     with sessions() as s:
         (inst,) = s.scalars(sa.select(Instance))
@@ -193,7 +195,11 @@ def test_complete_then_late_instance_amends(
         assert repo.open_studies(session=s) == []
         study = repo.get_study(session=s, study_uid=STUDY)
         assert study is not None
-        assert (study.state, study.forced, study.completed_at) == (StudyState.COMPLETE, True, at(60))
+        assert (study.state, study.forced, study.completed_at) == (
+            StudyState.COMPLETE,
+            True,
+            at(60),
+        )
         # a re-sent duplicate after completion changes nothing
         assert record(s, store, series=f"{STUDY}.1", sop=f"{STUDY}.1.1", now=at(70)) == "duplicate"
         s.commit()

@@ -1,4 +1,4 @@
-"""The SQLite engine: writers queue (in the process and across processes), nothing is left locked."""
+"""The SQLite engine: writers queue (in and across processes), nothing is left locked."""
 
 from __future__ import annotations
 
@@ -88,8 +88,7 @@ def test_a_second_writer_waits_for_the_first(engine: Engine) -> None:
     assert _events(engine) == 2
 
 
-_OTHER_PROCESS = textwrap.dedent(
-    """
+_OTHER_PROCESS = textwrap.dedent("""
     import sys
     from storage.db import make_engine, make_session_factory
     from storage import repo
@@ -98,8 +97,7 @@ _OTHER_PROCESS = textwrap.dedent(
         with sessions() as s:
             repo.add_audit_event(session=s, kind="store", outcome="other")
             s.commit()
-    """
-)
+    """)
 
 
 def test_two_processes_write_at_once(tmp_path: Path) -> None:

@@ -18,7 +18,11 @@ from storage.errors import IntegrityMismatch, InvalidUID, StorageError, StoreFul
 from storage.store import TMP_PREFIX, TMP_SUFFIX, InstanceStore, atomic_write, uid_digest
 from tests.conftest import REPO_ROOT
 
-STUDY, SERIES, SOP = "1.2.826.0.1.3680043.2.1", "1.2.826.0.1.3680043.2.1.1", "1.2.826.0.1.3680043.2.1.1.1"
+STUDY, SERIES, SOP = (
+    "1.2.826.0.1.3680043.2.1",
+    "1.2.826.0.1.3680043.2.1.1",
+    "1.2.826.0.1.3680043.2.1.1.1",
+)
 
 
 def _all_files(root: Path) -> list[Path]:
@@ -49,7 +53,17 @@ def test_path_is_made_of_hashes_only(store: InstanceStore) -> None:
 
 @pytest.mark.parametrize(
     "hostile",
-    ["../../etc", "1.2/3", "/etc/passwd", "..", ".", "a\\b\\..\\..", "1.2\x00.3", "x" * 5000, "é/../ü"],
+    [
+        "../../etc",
+        "1.2/3",
+        "/etc/passwd",
+        "..",
+        ".",
+        "a\\b\\..\\..",
+        "1.2\x00.3",
+        "x" * 5000,
+        "é/../ü",
+    ],
 )
 def test_hostile_uids_never_become_path_parts(store: InstanceStore, hostile: str) -> None:
     stored = store.put(hostile, hostile, hostile, b"payload")
@@ -63,7 +77,9 @@ def test_hostile_uids_never_become_path_parts(store: InstanceStore, hostile: str
     assert [p for p in _all_files(store.root.parent) if not p.is_relative_to(store.root)] == []
 
 
-@pytest.mark.parametrize("relpath", ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a", "a\\..\\b"])
+@pytest.mark.parametrize(
+    "relpath", ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a", "a\\..\\b"]
+)
 def test_path_refuses_to_leave_the_store(store: InstanceStore, relpath: str) -> None:
     with pytest.raises(StorageError):
         store.path(relpath)
@@ -164,8 +180,7 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["result.dcm"]
 
 
-_CRASHING_WRITER = textwrap.dedent(
-    """
+_CRASHING_WRITER = textwrap.dedent("""
     import os, stat, sys, time
     from pathlib import Path
     from storage.store import InstanceStore
@@ -183,8 +198,7 @@ _CRASHING_WRITER = textwrap.dedent(
 
     os.fsync = stall
     store.put("1.2.3", "1.2.3.4", "1.2.3.4.5", b"x" * 1_000_000)
-    """
-)
+    """)
 
 
 def test_a_write_killed_midway_leaves_no_instance_and_is_swept(tmp_path: Path) -> None:
