@@ -173,15 +173,19 @@ def _lesion(
     else:
         v = rng.uniform(lo + margin, region.v - margin)
     w = rng.uniform(region.w - region.half_w + 2.0, region.w + region.half_w - 2.0)
+    size_v = float(rng.uniform(*r_v))
+    size_w = float(rng.uniform(*r_w))
+    size_depth = float(rng.uniform(*depth))
+    p0, p1, p2 = (float(p) for p in rng.uniform(0, 2 * np.pi, 3))
     return Lesion(
         side=side,
         bone=bone,
         v=float(v),
         w=float(w),
-        r_v=float(rng.uniform(*r_v)),
-        r_w=float(rng.uniform(*r_w)),
-        depth=float(rng.uniform(*depth)),
-        phase=tuple(float(p) for p in rng.uniform(0, 2 * np.pi, 3)),  # type: ignore[arg-type]
+        r_v=size_v,
+        r_w=size_w,
+        depth=size_depth,
+        phase=(p0, p1, p2),
         intensity=float(intensity),
     )
 
