@@ -308,8 +308,8 @@ def _sheared(
     sl = slice(k0, k1)
     a_s = np.where(keep[sl], a_z[sl], np.inf)[None, None, :]
     b_s = np.where(keep[sl], b_z[sl], np.inf)[None, None, :]
-    tx = ((x - x0_z[sl][None, None, :]) / a_s) ** 2
-    ty = ((y - yc[sl][None, None, :]) / b_s) ** 2
+    tx = (((x - x0_z[sl][None, None, :]) / a_s) ** 2).astype(np.float32)
+    ty = (((y - yc[sl][None, None, :]) / b_s) ** 2).astype(np.float32)
     if n == 4:
         tx, ty = tx * tx, ty * ty
     mask = (tx + ty) <= 1.0
@@ -396,6 +396,29 @@ def _paint_soft_tissue(vol: np.ndarray, grid: VolumeGrid, spine: SpineAnatomy) -
         _sheared(vol, grid, Tissue.EXITING_ROOT, s * hw * 0.45, 1.5, yc, 1.5 / cos_c, zmask=~has_sac & in_canal)
 
 
+def _paint_ilia(vol: np.ndarray, grid: VolumeGrid, spine: SpineAnatomy) -> None:
+    """Iliac wings beside L5-S2: curved plates from the sacroiliac joints running anterolaterally."""
+    s1 = spine.vertebrae["S1"]
+    f = s1.frame
+    top = 45.0 + spine.extras.get("iliac_crest", 0.0)
+    for s in (-1.0, 1.0):
+        xl, xh = sorted((s * (s1.half_width + 12.0), s * 125.0))
+        got = frame_block(grid, f, lo=(xl, -70.0, -70.0), hi=(xh, 45.0, top))
+        if got is None:
+            continue
+        blk, x, w, v = got
+        lat = s * x - (s1.half_width + 16.0)  # 0 at the sacroiliac joint, outwards
+        # plate centreline: posterior at the joint, sweeping anteriorly as it runs laterally
+        centre_w = 28.0 - 0.9 * lat - 0.004 * lat**2
+        thick = 6.0 + 5.0 * np.exp(-lat / 25.0)
+        plate = (lat >= 0.0) & (lat <= 95.0) & (np.abs(w - centre_w) <= thick) & (v <= top - 0.25 * lat) & (
+            v >= -55.0 + 0.2 * lat
+        )
+        cortex = plate & (np.abs(w - centre_w) > thick - 1.3)
+        _paint(vol, blk, plate, Tissue.ILIUM)
+        _paint(vol, blk, cortex, Tissue.CORTEX_ILIUM)
+
+
 def paint_spine(grid: VolumeGrid, spine: SpineAnatomy) -> np.ndarray:
     """The tissue volume of ``spine`` on ``grid``, without herniations and facets.
 
@@ -413,6 +436,7 @@ def paint_spine(grid: VolumeGrid, spine: SpineAnatomy) -> np.ndarray:
     """
     vol = np.zeros(grid.shape, dtype=np.uint8)
     _paint_soft_tissue(vol, grid, spine)
+    _paint_ilia(vol, grid, spine)
     for v in spine.vertebrae.values():
         _paint_vertebra(vol, grid, v)
     _paint_sacral_remnants(vol, grid, spine)

@@ -59,11 +59,12 @@ _BASE: dict[Tissue, tuple[float, float]] = {
     Tissue.CORD: (0.35, 0.42),
     Tissue.SACRAL_REMNANT: (0.15, 0.25),
     Tissue.ILIUM: (0.4, 0.62),
+    Tissue.CORTEX_ILIUM: (0.05, 0.06),
     Tissue.EXITING_ROOT: (0.3, 0.35),
 }
 # amplitude of the smooth multiplicative texture per tissue
 _TEXTURE: dict[Tissue, float] = {
-    Tissue.MARROW: 0.22, Tissue.POSTERIOR_BONE: 0.2, Tissue.MUSCLE: 0.18, Tissue.VISCERA: 0.3,
+    Tissue.MARROW: 0.22, Tissue.POSTERIOR_BONE: 0.2, Tissue.ILIUM: 0.2, Tissue.MUSCLE: 0.18, Tissue.VISCERA: 0.3,
     Tissue.FAT: 0.08, Tissue.NUCLEUS: 0.12, Tissue.ANNULUS: 0.15, Tissue.HERNIATION: 0.2,
     Tissue.EPIDURAL_FAT: 0.1,
 }

@@ -44,6 +44,7 @@ class Tissue(IntEnum):
     SACRAL_REMNANT = 20  #: fused remnant discs of the sacrum
     ILIUM = 21
     EXITING_ROOT = 22  #: nerve roots outside the sac (foramina, sacral canal)
+    CORTEX_ILIUM = 23  #: cortical bone of the iliac wings (not spine: background label)
 
 
 #: Per-disc nucleus codes are ``NUCLEUS_BASE + index`` (index in the spine's disc order).
