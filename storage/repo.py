@@ -463,25 +463,51 @@ def series_of(*, session: Session, study_id: int) -> list[Series]:
     )
 
 
-def mark_study_complete(*, session: Session, study_id: int, forced: bool, now: datetime) -> None:
+def mark_study_complete(
+    *,
+    session: Session,
+    study_id: int,
+    forced: bool,
+    now: datetime,
+    unless_received_after: datetime | None = None,
+) -> bool:
     """Mark a study complete (``forced``: by the forced timeout, still receiving).
+
+    Parameters
+    ----------
+    unless_received_after
+        The study's ``last_received_at`` the caller based its decision on. When
+        given, the study is completed only if nothing arrived since (on
+        PostgreSQL an instance may be committed between the caller's read and
+        this update); otherwise it stays open and ``False`` is returned.
+
+    Returns
+    -------
+    bool
+        Whether the study was marked complete.
 
     Raises
     ------
     StorageError
         When there is no study with that id.
     """
+    condition = [Study.id == study_id]
+    if unless_received_after is not None:
+        condition.append(Study.last_received_at <= unless_received_after)
     # ORM-enabled update: Study objects already in this session see the new state
     done = _rowcount(
         session.execute(
             sa.update(Study)
-            .where(Study.id == study_id)
+            .where(*condition)
             .values(state=StudyState.COMPLETE, forced=forced, completed_at=now),
-            execution_options={"synchronize_session": "evaluate"},
+            execution_options={"synchronize_session": "fetch"},
         )
     )
-    if not done:
+    if done:
+        return True
+    if session.scalar(sa.select(Study.id).where(Study.id == study_id)) is None:
         raise StorageError(f"no study with id {study_id}")
+    return False
 
 
 def instances_of_study(*, session: Session, study_uid: str) -> list[Instance]:

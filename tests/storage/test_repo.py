@@ -390,3 +390,25 @@ def test_uid_resent_under_another_series_moves_its_count(
         (inst,) = s.scalars(sa.select(Instance))
         assert inst.version == 2
         assert inst.path == store.relpath_for(STUDY, f"{STUDY}.2", sop)
+
+
+def test_completion_is_refused_when_an_instance_arrived_meanwhile(
+    sessions: sessionmaker[Session], store: InstanceStore
+) -> None:
+    with sessions() as s:
+        record(s, store, series=f"{STUDY}.1", sop=f"{STUDY}.1.1", now=at(0))
+        s.commit()
+        (study,) = repo.open_studies(session=s)
+        seen = study.last_received_at
+        # another association records a late instance before the assembler's update
+        record(s, store, series=f"{STUDY}.1", sop=f"{STUDY}.1.2", now=at(30))
+        s.commit()
+        assert not repo.mark_study_complete(
+            session=s, study_id=study.id, forced=False, now=at(31), unless_received_after=seen
+        )
+        assert [x.id for x in repo.open_studies(session=s)] == [study.id]
+        assert repo.mark_study_complete(
+            session=s, study_id=study.id, forced=False, now=at(45), unless_received_after=at(30)
+        )
+        s.commit()
+        assert repo.open_studies(session=s) == []
