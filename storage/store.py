@@ -284,7 +284,13 @@ class InstanceStore:
 
         tmp = directory / _temp_name(uid_digest(sop_uid)[:16])
         try:
-            _write_fsync(tmp, data)
+            try:
+                _write_fsync(tmp, data)
+            except FileNotFoundError:
+                # the directory was removed since we saw it (a purge): make it again
+                self._known_dirs.discard(directory)
+                self._ensure_dir(directory)
+                _write_fsync(tmp, data)
             while True:
                 version = latest + 1
                 rel = self.relpath_for(study_uid, series_uid, sop_uid, version)

@@ -247,3 +247,12 @@ def test_sweep_spares_recent_temporaries_when_asked(store: InstanceStore) -> Non
     assert store.sweep_temporary(older_than_seconds=3600) == 1
     assert new.exists() and not old.exists()
     assert list(store.iter_files()) == [stored.relpath]
+
+
+def test_a_removed_directory_is_made_again(store: InstanceStore) -> None:
+    import shutil
+
+    first = store.put(STUDY, SERIES, SOP, b"one")
+    shutil.rmtree(store.root / first.relpath.split("/")[0])  # e.g. a retention purge
+    again = store.put(STUDY, SERIES, f"{SOP}.2", b"two")
+    assert store.read(again.relpath) == b"two"
