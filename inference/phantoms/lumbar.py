@@ -306,7 +306,10 @@ def generate_lumbar_study(
     series_truth: dict[str, object] = {}
     level_slices: dict[str, tuple[int, int, np.ndarray, tuple[float, float], list[str]]] = {}
     signal_volumes: dict[str, np.ndarray] = {}
-    for number, plan in enumerate(scene.plans, start=1):
+    numbered = list(enumerate(scene.plans, start=1))
+    # one signal volume alive at a time: the T2 series first, then the T1 ones
+    numbered.sort(key=lambda item: item[1].weighting != "T2")
+    for number, plan in numbered:
         series_number = number + 1 if style.series_number_step == 1 else number * style.series_number_step + 1
         desc = style.descriptions[plan.role]
         uid = deterministic_uid("lumbar", seed, "series", plan.role)
@@ -338,6 +341,7 @@ def generate_lumbar_study(
         )
         folder = out / "dicom" / plan.role
         if plan.weighting not in signal_volumes:
+            signal_volumes.clear()
             signal_volumes[plan.weighting] = contrasts[plan.weighting].signal[tissue]
         noise = _rng(seed, "noise", number)
         labels_all = []

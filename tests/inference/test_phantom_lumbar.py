@@ -209,3 +209,29 @@ def test_drawn_classes_cover_every_size_zone_and_side() -> None:
             assert any(k[1] == zone and k[2] == side for k in seen), (zone, side)
     assert any(k[1] == "A" for k in seen)
     assert 0.15 < seen[(0, None, None)] / 400 < 0.45
+
+
+def test_reader_finds_one_volume_per_stack_with_the_label_geometry(study: Path, truth: dict[str, Any]) -> None:
+    volume_module = pytest.importorskip("inference.volume")
+    normals = {d["level"]: np.array(d["normal_lps"]) for d in truth["discs"]}
+    centres = {d["level"]: np.array(d["center_lps"]) for d in truth["discs"]}
+    for key, n_stacks in (("sag_t2", 1), ("sag_t1", 1), ("ax_t2", 3)):
+        volumes = volume_module.load_volumes(study / "dicom" / key)
+        assert len(volumes) == n_stacks, key
+        with np.load(study / truth["series"][key]["labels"]) as npz:
+            uids = [str(u) for u in npz["sop_instance_uids"]]
+        assert sorted(u for v in volumes for u in v.sop_instance_uids) == sorted(uids)
+        if key != "ax_t2":
+            continue
+        for volume in volumes:
+            # the stack's level: the disc whose centre lies closest to the stack's planes
+            origin = volume.voxel_to_patient([0, 0, 0])
+            level = min(AXIAL_LEVELS, key=lambda lv: abs(float((centres[lv] - origin) @ volume.normal)))
+            angle = np.degrees(np.arccos(min(1.0, abs(float(volume.normal @ normals[level])))))
+            assert angle <= 3.6, level
+            # one slice lies on the disc's mid-plane (within the plan's 0.6 mm)
+            distances = [
+                float((centres[level] - volume.voxel_to_patient([k, 0, 0])) @ volume.normal)
+                for k in range(volume.shape[0])
+            ]
+            assert min(abs(d) for d in distances) < 0.7
