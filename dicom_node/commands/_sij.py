@@ -62,6 +62,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_data_arguments(parser)
     parser.add_argument("--weights", type=Path, default=None, help="weights with a card (default: bundled sij.pt)")
     parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    parser.add_argument("--window", type=_patch, default=None,
+                        help="sliding-window size SxRxC (default: the card's inference_patch_size)")
+    parser.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the card's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
     parser.add_argument("--no-per-case", action="store_true", help="leave the per-case table out")
 
@@ -184,6 +187,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _maybe_generate(args)
     try:
         pipeline = SijPipeline.from_weights(args.weights, device=args.device, flip_tta=not args.no_tta)
+        if args.window is not None:
+            pipeline.inferer.patch_size = args.window
+        if args.overlap is not None:
+            pipeline.inferer.overlap = args.overlap
         cases = _load(args)
         t0 = time.monotonic()
         results = [pipeline(c.t1, c.stir) for c in tqdm(cases, desc="sij evaluate")]
