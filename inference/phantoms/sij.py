@@ -54,7 +54,7 @@ __all__ = [
     "study_has_stir",
 ]
 
-GENERATOR_VERSION = "sij-1.3.0"
+GENERATOR_VERSION = "sij-1.4.0"
 #: Fraction of studies written without STIR.
 NO_STIR_FRACTION = 0.2
 #: Coefficients of the latent logistic model (see :func:`latent_logit`).
@@ -254,7 +254,9 @@ def _build(seed: int) -> _Built:
     oe_an = _analyse(labels_stir, SijLabel.OEDEMA, plan, need_area=False)
     sparcc = select_sparcc_slices(np.array([a.joint_area_mm2 for a in fm_an]))
     fm_table = _quadrant_table(fm_an, sparcc, uids["cor_t1"])
-    oe_table = _quadrant_table(oe_an, sparcc, uids["cor_stir"])
+    # Keyed like fm_table (cor_t1 UIDs of the SPARCC slices): the STIR slice with the
+    # same InstanceNumber lies at the same position.
+    oe_table = _quadrant_table(oe_an, sparcc, uids["cor_t1"])
     fm_score = sum(sum(row.values()) for row in fm_table.values())
     fm_volume = lesion_volume_ml(fm_an, plan.voxel_volume_mm3)
     features = SijFeatures(

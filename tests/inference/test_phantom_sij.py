@@ -185,8 +185,9 @@ def test_ground_truth_agrees_with_label_files(studies: dict[str, Path]) -> None:
         assert vol["total"] == pytest.approx(total, abs=2e-3)
         assert vol["left"] + vol["right"] == pytest.approx(vol["total"], abs=2e-3)
         if truth["oedema_table"] is not None:
-            s_uids, s_present, _, _ = _recompute(study, "cor_stir", SijLabel.OEDEMA)
-            assert truth["oedema_table"] == {s_uids[i]: s_present[i] for i in chosen}
+            # Keyed by the cor_t1 UIDs of the SPARCC slices, read on the STIR slice at the same position.
+            _, s_present, _, _ = _recompute(study, "cor_stir", SijLabel.OEDEMA)
+            assert truth["oedema_table"] == {uids[i]: s_present[i] for i in chosen}
 
 
 def test_fm_is_bright_on_t1_and_oedema_bright_on_stir(studies: dict[str, Path]) -> None:
