@@ -22,7 +22,7 @@ from dicom_node.results import codes
 from dicom_node.results.errors import ResultsEncodingError
 from dicom_node.results.identity import DEVICE_SERIAL_NUMBER, MANUFACTURER, SOFTWARE_VERSION, ModelIdentity, derive_uid
 
-__all__ = ["algorithm_id", "build_report", "observation_context", "summary_items"]
+__all__ = ["algorithm_id", "build_report", "observation_context", "referenced_segment", "summary_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +134,23 @@ def build_report(
     sr.SoftwareVersions = [SOFTWARE_VERSION, f"{model.name} {model.version}"[:64]]
     logger.info("SR %s: %d measurement group(s)", sop_instance_uid, len(groups))
     return sr
+
+
+def referenced_segment(seg: Dataset, segment_number: int) -> hd.sr.ReferencedSegment:
+    """A reference to one segment of ``seg`` with the source images the SEG was made on.
+
+    Built from the SEG's Referenced Series Sequence rather than
+    :meth:`hd.sr.ReferencedSegment.from_segmentation`, which (highdicom 0.28) fails on a
+    SEG with one segment (its Segment Identification is then in the shared functional groups).
+    """
+    images = [
+        hd.sr.SourceImageForSegmentation(str(inst.ReferencedSOPClassUID), str(inst.ReferencedSOPInstanceUID))
+        for series in seg.ReferencedSeriesSequence
+        for inst in series.ReferencedInstanceSequence
+    ]
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=str(seg.SOPClassUID),
+        sop_instance_uid=str(seg.SOPInstanceUID),
+        segment_number=segment_number,
+        source_images=images,
+    )

@@ -27,7 +27,7 @@ from dicom_node.results import codes
 from dicom_node.results.identity import SR, instance_uid, series_number, series_uid
 from dicom_node.results.seg_ldh import PIPELINE, herniation_tracking, ldh_model
 from dicom_node.results.sources import SourceIndex
-from dicom_node.results.sr import algorithm_id, build_report
+from dicom_node.results.sr import algorithm_id, build_report, referenced_segment
 from dicom_node.results.summary import ldh_summary
 from inference.ldh.result import LdhResult, LevelFinding
 
@@ -131,7 +131,7 @@ def level_groups(
         seg, number = segments[tuid]
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             **common,  # type: ignore[arg-type]
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, number),
+            referenced_segment=referenced_segment(seg, number),
             measurements=[hd.sr.Measurement(name=codes.HERNIATION_VOLUME, value=float(round(f.volume_mm3, 3)),
                                             unit=codes.MM3)],
         ))

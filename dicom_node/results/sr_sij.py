@@ -21,7 +21,7 @@ from dicom_node.results import codes
 from dicom_node.results.identity import SR, ModelIdentity, derive_uid, instance_uid, series_number, series_uid
 from dicom_node.results.seg_sij import FM_NAMES, PIPELINE, sij_model, sij_tracking
 from dicom_node.results.sources import SourceIndex
-from dicom_node.results.sr import algorithm_id, build_report
+from dicom_node.results.sr import algorithm_id, build_report, referenced_segment
 from dicom_node.results.sr_ldh import Group, segment_lookup
 from dicom_node.results.summary import sij_summary
 from inference.sij.result import QuadrantRow, SijResult
@@ -52,7 +52,7 @@ def _fm_groups(result: SijResult, model: ModelIdentity, segments: dict[str, tupl
         volume = float(result.fm_volume_ml.get(side, 0.0))
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=tuid, identifier=tid),
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, number),
+            referenced_segment=referenced_segment(seg, number),
             finding_type=codes.FAT,
             finding_category=codes.TISSUE,
             algorithm_id=algorithm_id(model),

@@ -86,14 +86,14 @@ def sij_result(folder: Path, *, with_stir: bool = True, version: str = "1.0") ->
 def lumbar_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from inference.phantoms.lumbar import generate_lumbar_study
 
-    return Path(generate_lumbar_study(tmp_path_factory.mktemp("lumbar") / "lumbar-3", 3))
+    return Path(generate_lumbar_study(tmp_path_factory.mktemp("lumbar") / "lumbar-1", 1))
 
 
 @pytest.fixture(scope="session")
 def sij_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from inference.phantoms.sij import generate_sij_study
 
-    return Path(generate_sij_study(tmp_path_factory.mktemp("sij") / "sij-1", 1))
+    return Path(generate_sij_study(tmp_path_factory.mktemp("sij") / "sij-4", 4))
 
 
 @pytest.fixture(scope="session")
