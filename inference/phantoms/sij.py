@@ -54,7 +54,7 @@ __all__ = [
     "study_has_stir",
 ]
 
-GENERATOR_VERSION = "sij-1.4.0"
+GENERATOR_VERSION = "sij-1.5.0"
 #: Fraction of studies written without STIR.
 NO_STIR_FRACTION = 0.2
 #: Coefficients of the latent logistic model (see :func:`latent_logit`).

@@ -26,7 +26,7 @@ bones part (sciatic notch below, alae/iliac wings above).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import numpy as np
@@ -61,6 +61,7 @@ class Tissue(IntEnum):
     DISC = 9
     VESSEL = 10
     BOWEL = 11
+    SCLEROSIS = 12  #: sclerotic subchondral bone
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class SijAnatomy:
     oedema: tuple[Lesion, ...]
     severity: float  #: the latent inflammatory burden that drove the lesion plan
     marrow_t1: float  #: relative T1 marrow signal (fattier with age)
+    sclerosis: tuple[Lesion, ...] = ()  #: subchondral sclerosis (dark on both sequences; bone label)
 
 
 @dataclass
@@ -249,7 +251,7 @@ def sample_anatomy(rng: np.random.Generator) -> SijAnatomy:
     foramina = []
     for n, (dv, r) in enumerate(((14.0, 5.5), (34.0, 4.8), (52.0, 4.0), (67.0, 3.2))):
         foramina.append((float(rng.uniform(20.0, 25.0) - 2.0 * n), top - dv - float(rng.uniform(-2, 2)), r))
-    return SijAnatomy(
+    anat = SijAnatomy(
         joint_offset=(j0 + asym / 2, j0 - asym / 2),
         joint_slope=(slope + float(rng.uniform(-0.03, 0.03)), slope + float(rng.uniform(-0.03, 0.03))),
         joint_curve=float(rng.uniform(-0.0008, 0.0008)),
@@ -291,6 +293,16 @@ def sample_anatomy(rng: np.random.Generator) -> SijAnatomy:
         severity=severity,
         marrow_t1=float(rng.uniform(0.62, 0.78)),
     )
+    # Subchondral sclerosis (degenerative, mostly iliac and antero-inferior): a
+    # confounder that is dark on both sequences and stays labelled as bone. Drawn
+    # last so that the draws above do not depend on it.
+    sclerosis: list[Lesion] = []
+    for side in QUADRANT_SIDES:
+        if rng.random() < (0.15 if inflammatory else 0.3):
+            sclerosis.append(
+                _lesion(rng, side, "iliac", "lower", cart, r_v=(8.0, 18.0), r_w=(5.0, 12.0), depth=(2.0, 5.0))
+            )
+    return replace(anat, sclerosis=tuple(sclerosis))
 
 
 def _lesion_mask(
@@ -455,12 +467,13 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
     oedema_level = np.zeros(shape, dtype=np.float32)
     near = marrow & (np.minimum(sac_edge - au, au - il_med) > -30.0)
     idx = np.flatnonzero(near)
-    if idx.size and (anat.fm or anat.oedema):
+    sclerosis = np.zeros(shape, dtype=bool)
+    if idx.size and (anat.fm or anat.oedema or anat.sclerosis):
         uu, vv, ww = u.ravel()[idx], v.ravel()[idx], w.ravel()[idx]
         bb = bone.ravel()[idx]
         depth_s = (sac_edge.ravel()[idx] - au.ravel()[idx]).astype(np.float32)
         depth_i = (au.ravel()[idx] - il_med.ravel()[idx]).astype(np.float32)
-        for lesions, out in ((anat.fm, fm), (anat.oedema, oedema)):
+        for lesions, out in ((anat.fm, fm), (anat.oedema, oedema), (anat.sclerosis, sclerosis)):
             flat = out.reshape(-1)
             for lesion in lesions:
                 on_side = (uu > 0) if lesion.side == "left" else (uu <= 0)
@@ -475,4 +488,5 @@ def classify(anat: SijAnatomy, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> T
                 if out is oedema:
                     lev = oedema_level.reshape(-1)
                     lev[idx[hit]] = np.maximum(lev[idx[hit]], lesion.intensity)
+    tissue[sclerosis & ~fm & ~oedema] = Tissue.SCLEROSIS
     return TissueMaps(tissue=tissue, bone=bone, fm=fm, oedema=oedema, oedema_level=oedema_level)

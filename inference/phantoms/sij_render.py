@@ -166,6 +166,7 @@ _CONTRAST: dict[Tissue, tuple[float, float]] = {
     Tissue.DISC: (0.36, 0.55),
     Tissue.VESSEL: (0.08, 0.05),
     Tissue.BOWEL: (0.4, 0.45),
+    Tissue.SCLEROSIS: (0.14, 0.06),
 }
 #: FM on T1, relative to subcutaneous fat (drawn per study in this range).
 FM_T1 = (0.9, 1.0)
