@@ -35,7 +35,8 @@ COLOURS = {
     AxialLabel.FACET_RIGHT: (0, 220, 90),
     AxialLabel.VERTEBRA: (150, 150, 150),
 }
-STUDIES = (
+Forced = dict[str, tuple[int, str | None, str | None]]
+STUDIES: tuple[tuple[int, Forced], ...] = (
     (1001, {"L3/L4": (0, None, None), "L4/L5": (1, "A", None), "L5/S1": (2, "AB", "left")}),
     (1002, {"L3/L4": (3, "B", "right"), "L4/L5": (2, "C", "left"), "L5/S1": (3, "A", None)}),
 )

@@ -56,11 +56,14 @@ def test_bad_count_and_missing_generator(
     assert not list(tmp_path.iterdir())
 
 
-def test_cli_writes_a_lumbar_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["synth", "lumbar", "--out", str(tmp_path), "--seed", "21"]) == 0
-    study = tmp_path / "lumbar-21"
-    truth = json.loads((study / "ground_truth.json").read_text(encoding="utf-8"))
-    assert truth["seed"] == 21 and truth["kind"] == "lumbar"
-    assert sorted(p.name for p in (study / "dicom").iterdir()) == ["ax_t2", "sag_t1", "sag_t2"]
+def test_cli_parses_and_dispatches(tmp_path: Path, fake_kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", fake_kind, "--out", str(tmp_path), "--seed", "21", "--count", "2", "--workers", "1"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-21", "fake-22"]
     out = capsys.readouterr().out
-    assert "[1/1] lumbar seed 21" in out
+    assert "[1/2] fake seed 21" in out and "[2/2] fake seed 22" in out
+
+
+def test_cli_lists_both_phantoms() -> None:
+    with pytest.raises(SystemExit):
+        main(["synth", "knee", "--out", "x"])
+    assert set(synth.GENERATORS) >= {"lumbar", "sij"}
