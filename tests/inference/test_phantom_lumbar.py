@@ -235,3 +235,17 @@ def test_reader_finds_one_volume_per_stack_with_the_label_geometry(study: Path, 
                 for k in range(volume.shape[0])
             ]
             assert min(abs(d) for d in distances) < 0.7
+
+
+@pytest.mark.slow
+def test_drawn_class_equals_the_class_read_from_the_masks_over_many_seeds() -> None:
+    seen = Counter()
+    for seed in range(500, 560):
+        scene = build_lumbar_scene(seed, roles=("ax_t2",))
+        for level, (labels, spacing) in axial_label_stacks(scene).items():
+            plan = scene.herniations[level]
+            _, reading = read_msu_stack(labels, spacing)
+            assert reading.label == plan.intended()["label"], (seed, level)
+            assert reading.side == plan.side, (seed, level)
+            seen[reading.label] += 1
+    assert {label.split("-")[0] for label in seen} == {"0", "1", "2", "3"}
