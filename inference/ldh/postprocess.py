@@ -39,13 +39,18 @@ def clean_labels(
     left_direction: Sequence[float],
     *,
     min_herniation_mm2: float = 2.0,
+    max_gap_mm: float = 4.0,
+    min_fragment_mm2: float = 20.0,
 ) -> np.ndarray:
     """Tidy one ``(rows, cols)`` label slice.
 
     * disc and dural sac: the largest connected component of each;
     * facet joints: both classes pooled, the two largest components kept, and
       named left/right by their position along ``left_direction``;
-    * herniated material: components smaller than ``min_herniation_mm2`` dropped.
+    * herniated material: components smaller than ``min_herniation_mm2`` dropped
+      (merged into the disc when they touch it); components further than
+      ``max_gap_mm`` from the disc kept only from ``min_fragment_mm2`` up (a
+      migrated fragment), smaller ones dropped as noise.
 
     Parameters
     ----------
@@ -91,6 +96,12 @@ def clean_labels(
         replacement = np.zeros(n + 1, dtype=np.int16) - 1
         replacement[1:][small & touches] = AxialLabel.DISC
         replacement[1:][small & ~touches] = AxialLabel.BACKGROUND
+        disc = out == AxialLabel.DISC
+        if disc.any():
+            gap = ndimage.distance_transform_edt(~disc, sampling=[float(v) for v in spacing])
+            nearest = np.asarray(ndimage.minimum(gap, lab, index=index), dtype=float)
+            stray = (nearest > max_gap_mm) & (sizes < min_fragment_mm2) & ~small
+            replacement[1:][stray] = AxialLabel.BACKGROUND
         new = replacement[lab]
         out[new >= 0] = new[new >= 0].astype(np.uint8)
     return out

@@ -92,6 +92,9 @@ def test_clean_labels_drops_specks_keeps_real_herniation() -> None:
     lab[90, 90] = L.HERNIATION  # a speck far from the disc: noise
     lab[49, 31] = L.HERNIATION  # a speck inside the disc's edge: disc
     lab[5:8, 5:8] = L.DISC  # a second disc blob: not the disc
+    lab[85:88, 40:43] = L.HERNIATION  # 9 mm2, 35 mm behind the disc: stray
+    lab[80:86, 60:66] = L.HERNIATION  # 36 mm2 away from the disc: a migrated fragment, kept
     out = clean_labels(lab, (1.0, 1.0), (0.0, 1.0))
     assert out[90, 90] == L.BACKGROUND and out[49, 31] == L.DISC and out[6, 6] == L.BACKGROUND
-    assert (out == L.HERNIATION).sum() == 6 * 7
+    assert out[86, 41] == L.BACKGROUND and out[82, 62] == L.HERNIATION
+    assert (out == L.HERNIATION).sum() == 6 * 7 + 36
