@@ -238,7 +238,10 @@ class Receiver:
             "sop_uid": sop_uid[:64] or None,
         }
         try:
-            data = event.encoded_dataset()
+            try:
+                data = event.encoded_dataset()
+            except Exception as exc:  # noqa: BLE001 - a request pynetdicom cannot hand over
+                raise _Refused(Status.CANNOT_UNDERSTAND, f"no data set: {exc}") from exc
             study_uid, series_uid, ds = self._check(data, request)
         except _Refused as refused:
             logger.warning(
