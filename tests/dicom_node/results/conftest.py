@@ -7,8 +7,10 @@ see real multi-stack geometry and realistic findings in a few seconds.
 
 from __future__ import annotations
 
+import atexit
 import re
 import shutil
+import tempfile
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from inference.sij.result import ModelInfo, SijResult
 from inference.volume import Volume, load_volumes
 
 SHA = "0123456789abcdef" * 4
+LUMBAR_SEED = 1
+SIJ_SEED = 4
 
 
 @dataclass
@@ -82,18 +86,33 @@ def sij_result(folder: Path, *, with_stir: bool = True, version: str = "1.0") ->
     return t1, result
 
 
+_CACHE: dict[tuple[str, int], Path] = {}
+
+
+def phantom_folder(kind: str, seed: int) -> Path:
+    """A phantom study made once per test session (shared by every module that asks)."""
+    key = (kind, seed)
+    if key not in _CACHE:
+        root = Path(tempfile.mkdtemp(prefix=f"results-{kind}-"))
+        atexit.register(shutil.rmtree, root, True)
+        if kind == "lumbar":
+            from inference.phantoms.lumbar import generate_lumbar_study as generate
+        else:
+            from inference.phantoms.sij import generate_sij_study as generate
+        _CACHE[key] = Path(generate(root / f"{kind}-{seed}", seed))
+    return _CACHE[key]
+
+
 @pytest.fixture(scope="session")
-def lumbar_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from inference.phantoms.lumbar import generate_lumbar_study
-
-    return Path(generate_lumbar_study(tmp_path_factory.mktemp("lumbar") / "lumbar-1", 1))
+def lumbar_folder() -> Path:
+    """Lumbar phantom seed 1: three angled axial stacks, a herniation at each of three levels."""
+    return phantom_folder("lumbar", LUMBAR_SEED)
 
 
 @pytest.fixture(scope="session")
-def sij_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from inference.phantoms.sij import generate_sij_study
-
-    return Path(generate_sij_study(tmp_path_factory.mktemp("sij") / "sij-4", 4))
+def sij_folder() -> Path:
+    """SIJ phantom seed 4: fat metaplasia on both sides, STIR present."""
+    return phantom_folder("sij", SIJ_SEED)
 
 
 @pytest.fixture(scope="session")
