@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.phantoms.dicomio import PhantomSeries, PhantomStudy, deterministic_uid, write_mr_series
-from inference.phantoms.lumbar_anatomy import SpineAnatomy, build_spine
+from inference.phantoms.lumbar_anatomy import SpineAnatomy, build_spine, rotated_spine
 from inference.phantoms.lumbar_herniation import (
     AXIAL_LEVELS,
     HerniationPlan,
@@ -46,7 +46,7 @@ from inference.phantoms.lumbar_herniation import (
     paint_herniation,
     plan_herniation,
 )
-from inference.phantoms.lumbar_protocol import VENDORS, SeriesPlan, plan_axial, plan_sagittal
+from inference.phantoms.lumbar_protocol import VENDORS, SeriesPlan, plan_axial, plan_sagittal, rotation
 from inference.phantoms.lumbar_raster import VolumeGrid, paint_spine
 from inference.phantoms.lumbar_render import (
     StackGeometry,
@@ -75,7 +75,10 @@ MAX_REDRAWS = 4
 #: Voxel size of the 3D anatomy (mm).
 VOXEL_MM = 1.0
 
-_STREAMS = {"anatomy": 1, "herniation": 2, "protocol": 3, "contrast": 4, "appearance": 5, "noise": 6, "header": 7}
+_STREAMS = {
+    "anatomy": 1, "herniation": 2, "protocol": 3, "contrast": 4, "appearance": 5, "noise": 6, "header": 7,
+    "posture": 8,
+}
 
 
 def _rng(seed: int, part: str, *more: int) -> np.random.Generator:
@@ -87,13 +90,21 @@ class LumbarScene:
     """Everything drawn for one seed before pixels are rendered."""
 
     seed: int
-    spine: SpineAnatomy
+    spine: SpineAnatomy  #: upright, as drawn into ``tissue``
+    patient_spine: SpineAnatomy  #: turned into patient space (``grid.rotation``)
     vendor: str
     study: PhantomStudy
     plans: list[SeriesPlan]
     grid: VolumeGrid
     tissue: np.ndarray
     herniations: dict[str, HerniationPlan]
+
+
+def _posture(rng: np.random.Generator) -> np.ndarray:
+    """How the patient lies on the table: a small axial rotation and a lateral lean."""
+    axial = float(np.clip(rng.normal(0.0, 2.5), -6.0, 6.0))
+    lean = float(np.clip(rng.normal(0.0, 1.5), -4.0, 4.0))
+    return rotation(np.array([0.0, 0.0, 1.0]), axial) @ rotation(np.array([0.0, 1.0, 0.0]), lean)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -107,7 +118,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
-def _grid_for(stacks: list[StackGeometry], spacing: float) -> VolumeGrid:
+def _grid_for(stacks: list[StackGeometry], spacing: float, rotation: np.ndarray) -> VolumeGrid:
     corners = []
     for stack in stacks:
         for plane in stack.planes:
@@ -119,9 +130,9 @@ def _grid_for(stacks: list[StackGeometry], spacing: float) -> VolumeGrid:
                     for t in (-1.0, 1.0):
                         corners.append(plane.position + a * extent_r + b * extent_c
                                        + t * plane.normal * stack.thickness / 2)
-    pts = np.array(corners)
+    pts = np.array(corners) @ rotation  # patient -> anatomy space
     lo, hi = pts.min(axis=0) - 3.0, pts.max(axis=0) + 3.0
-    return VolumeGrid.covering(lo, hi, spacing)
+    return VolumeGrid.covering(lo, hi, spacing, rotation)
 
 
 def _series_plans(rng: np.random.Generator, spine: SpineAnatomy, vendor: str) -> list[SeriesPlan]:
@@ -190,11 +201,13 @@ def build_lumbar_scene(
         axial one alone makes a smaller volume for label-only checks).
     """
     spine = build_spine(_rng(seed, "anatomy"))
+    turn = _posture(_rng(seed, "posture"))
+    patient_spine = rotated_spine(spine, turn)
     header_rng = _rng(seed, "header")
     vendor = str(header_rng.choice(sorted(VENDORS)))
     study = _study_header(header_rng, seed, vendor)
-    plans = _series_plans(_rng(seed, "protocol"), spine, vendor)
-    grid = _grid_for([s for p in plans if p.role in roles for s in p.stacks], voxel_mm)
+    plans = _series_plans(_rng(seed, "protocol"), patient_spine, vendor)
+    grid = _grid_for([s for p in plans if p.role in roles for s in p.stacks], voxel_mm, turn)
     tissue = paint_spine(grid, spine)
     base = tissue.copy()
     forced = herniations or {}
@@ -208,7 +221,7 @@ def build_lumbar_scene(
         hplans[level] = plan_herniation(_rng(seed, "herniation", index), disc, size=size, zone=zone, side=side)
         blocks[level] = paint_herniation(tissue, grid, disc, hplans[level])
     paint_facets(tissue, grid, spine)
-    scene = LumbarScene(seed, spine, vendor, study, plans, grid, tissue, hplans)
+    scene = LumbarScene(seed, spine, patient_spine, vendor, study, plans, grid, tissue, hplans)
     # 1 mm voxels can move a tip across a class boundary: redraw such a level
     # (same class, next random draw) until the masks read the intended class
     for attempt in range(1, MAX_REDRAWS + 1):
@@ -294,7 +307,7 @@ def generate_lumbar_study(
     """
     out = Path(out_dir)
     scene = build_lumbar_scene(seed, herniations=herniations, voxel_mm=voxel_mm)
-    spine, grid, tissue, study = scene.spine, scene.grid, scene.tissue, scene.study
+    spine, grid, tissue, study = scene.patient_spine, scene.grid, scene.tissue, scene.study
     degeneration = [d.degeneration for d in spine.discs.values()]
     contrasts = contrast_tables(_rng(seed, "contrast"), degeneration, spine.muscle_fat)
     app = draw_appearance(_rng(seed, "appearance"), grid, spine.canal_curve[len(spine.canal_curve) // 2])

@@ -25,6 +25,7 @@ __all__ = [
     "VertebraShape",
     "build_spine",
     "frame_from_tilt",
+    "rotated_spine",
 ]
 
 #: Rigid bodies of the chain, cranial to caudal (S2-S5 are the fused sacrum below S1).
@@ -353,6 +354,27 @@ def _cauda_equina(rng: np.random.Generator) -> dict[str, float]:
         out[f"root{i}_w"] = float(rng.uniform(0.15, 0.7))
         out[f"root{i}_r"] = float(rng.uniform(0.7, 1.2))
     return out
+
+
+def rotated_spine(spine: SpineAnatomy, rotation: np.ndarray) -> SpineAnatomy:
+    """``spine`` turned by ``rotation`` about the origin (for planning and ground truth in patient space).
+
+    Only frames and curves are turned; the shapes' parameters stay. The
+    raster code assumes upright frames, so draw the upright anatomy and sample
+    it through :class:`~inference.phantoms.lumbar_raster.VolumeGrid.rotation`.
+    """
+    rot = np.asarray(rotation, dtype=float)
+
+    def turn(f: Frame) -> Frame:
+        return Frame(rot @ f.origin, rot @ f.u, rot @ f.p)
+
+    return replace(
+        spine,
+        vertebrae={n: replace(v, frame=turn(v.frame)) for n, v in spine.vertebrae.items()},
+        discs={n: replace(d, frame=turn(d.frame)) for n, d in spine.discs.items()},
+        body_curve=spine.body_curve @ rot.T,
+        canal_curve=spine.canal_curve @ rot.T,
+    )
 
 
 def _moved_frame(f: Frame, shift: np.ndarray, turn_deg: float) -> Frame:

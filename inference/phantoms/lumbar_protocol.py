@@ -171,12 +171,17 @@ def plan_axial_stack(
     near the disc's mid-plane as on a real plan.
     """
     f = disc.frame
-    lateral = np.array([1.0, 0.0, 0.0])
-    tilt = rotation(lateral, rng.uniform(-3.0, 3.0))
-    col0 = tilt @ f.p
-    roll = rotation(col0, rng.uniform(-1.5, 1.5))
-    row = roll @ lateral
-    col = roll @ col0
+    # parallel to the disc (its normal may lean out of the sagittal plane when
+    # the patient lies rotated), rows as close to left-right as that allows
+    x = np.array([1.0, 0.0, 0.0])
+    row0 = x - (x @ f.u) * f.u
+    row0 /= np.linalg.norm(row0)
+    col0 = np.cross(f.u, row0)
+    tilt = rotation(row0, rng.uniform(-3.0, 3.0))
+    col1 = tilt @ col0
+    roll = rotation(col1, rng.uniform(-1.5, 1.5))
+    row = roll @ row0
+    col = roll @ col1
     normal = np.cross(row, col)
     centre = (
         f.origin

@@ -14,7 +14,7 @@ its bounding box only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,22 +26,40 @@ __all__ = ["Block", "VolumeGrid", "d_shape", "paint_spine", "frame_block"]
 
 @dataclass(frozen=True)
 class VolumeGrid:
-    """A regular LPS grid: voxel ``(i, j, k)`` centre at ``origin + spacing * (i, j, k)``."""
+    """A regular grid in anatomy space: voxel ``(i, j, k)`` centre at ``origin + spacing * (i, j, k)``.
+
+    The anatomy is drawn upright (its lateral axis the x axis); ``rotation``
+    turns it into patient space (LPS): ``patient = rotation @ anatomy`` (about
+    the origin, the centre of L3). Images sample the grid through
+    :meth:`patient_to_index`.
+    """
 
     origin: np.ndarray
     spacing: float
     shape: tuple[int, int, int]
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     @classmethod
-    def covering(cls, lo: np.ndarray, hi: np.ndarray, spacing: float) -> VolumeGrid:
-        """The grid covering the box ``lo``..``hi`` (mm)."""
+    def covering(
+        cls, lo: np.ndarray, hi: np.ndarray, spacing: float, rotation: np.ndarray | None = None
+    ) -> VolumeGrid:
+        """The grid covering the anatomy-space box ``lo``..``hi`` (mm)."""
         lo = np.floor(np.asarray(lo, dtype=float) / spacing) * spacing
         n = np.ceil((np.asarray(hi, dtype=float) - lo) / spacing).astype(int) + 1
-        return cls(lo, float(spacing), (int(n[0]), int(n[1]), int(n[2])))
+        rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
+        return cls(lo, float(spacing), (int(n[0]), int(n[1]), int(n[2])), rot)
 
     def index_of(self, points: np.ndarray) -> np.ndarray:
-        """Continuous voxel indices of ``(..., 3)`` LPS points."""
+        """Continuous voxel indices of ``(..., 3)`` anatomy-space points."""
         return (np.asarray(points, dtype=float) - self.origin) / self.spacing
+
+    def to_anatomy(self, points: np.ndarray) -> np.ndarray:
+        """``(..., 3)`` patient (LPS) points to anatomy space."""
+        return np.asarray(points, dtype=float) @ self.rotation
+
+    def patient_to_index(self, points: np.ndarray) -> np.ndarray:
+        """Continuous voxel indices of ``(..., 3)`` patient (LPS) points."""
+        return self.index_of(self.to_anatomy(points))
 
 
 @dataclass(frozen=True)

@@ -150,9 +150,9 @@ class ImagePlane:
         rows, cols = self.shape if shape is None else shape
         r = np.arange(rows, dtype=np.float32)[:, None]
         c = np.arange(cols, dtype=np.float32)[None, :]
-        o = (origin - grid.origin) / grid.spacing
-        dr = dr / grid.spacing
-        dc = dc / grid.spacing
+        o = grid.patient_to_index(origin)
+        dr = grid.to_anatomy(dr) / grid.spacing
+        dc = grid.to_anatomy(dc) / grid.spacing
         return tuple(np.float32(o[d]) + r * np.float32(dr[d]) + c * np.float32(dc[d]) for d in range(3))  # type: ignore[return-value]
 
 
