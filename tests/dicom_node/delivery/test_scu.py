@@ -1,0 +1,110 @@
+"""The C-STORE sender against real peers on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from config.settings import Destination, Settings
+from dicom_node.delivery.scu import Failure, send_study
+from tests.conftest import free_port, require_program
+from tests.dicom_node.delivery.peers import (
+    RecordingSCP,
+    make_study,
+    start_storescp,
+    stop_process,
+)
+
+
+def _dest(port: int, ae_title: str = "PACS") -> Destination:
+    return Destination(name="pacs", ae_title=ae_title, host="127.0.0.1", port=port)
+
+
+@pytest.fixture
+def scp() -> RecordingSCP:
+    peer = RecordingSCP().start(free_port())
+    yield peer
+    peer.stop()
+
+
+def test_one_association_per_study_all_objects(
+    scp: RecordingSCP, settings: Settings, tmp_path: Path
+) -> None:
+    study, files = make_study(tmp_path / "out", 5)
+    report = send_study(_dest(scp.port), files, settings=settings, study_uid=study)
+    assert report.ok, [o.describe() for o in report.outcomes]
+    assert scp.associations == 1
+    sent = [pydicom.dcmread(f).SOPInstanceUID for f in files]
+    assert scp.stored == sent
+    assert report.delivered == sent
+    assert report.bytes_sent == sum(f.stat().st_size for f in files)
+
+
+def test_failure_status_is_a_failure(scp: RecordingSCP, settings: Settings, tmp_path: Path) -> None:
+    scp.status = 0xA700
+    _, files = make_study(tmp_path / "out", 2)
+    report = send_study(_dest(scp.port), files, settings=settings)
+    assert not report.ok
+    assert [o.status for o in report.outcomes] == [0xA700, 0xA700]
+    assert {o.failure for o in report.outcomes} == {Failure.STATUS_FAILURE}
+    assert "0xA700" in report.outcomes[0].describe()
+
+
+def test_warning_status_is_a_failure_unless_accepted(
+    scp: RecordingSCP, settings: Settings, tmp_path: Path
+) -> None:
+    scp.status = 0xB007
+    _, files = make_study(tmp_path / "out", 1)
+    report = send_study(_dest(scp.port), files, settings=settings)
+    assert report.outcomes[0].failure is Failure.STATUS_WARNING
+    assert not report.ok
+    assert send_study(_dest(scp.port), files, settings=settings, accept_warnings=True).ok
+
+
+def test_nothing_listening(settings: Settings, tmp_path: Path) -> None:
+    _, files = make_study(tmp_path / "out", 2)
+    report = send_study(_dest(free_port()), files, settings=settings)
+    assert report.association_failure is Failure.NO_ASSOCIATION
+    assert [o.failure for o in report.outcomes] == [Failure.NO_ASSOCIATION] * 2
+
+
+def test_rejected_association(tmp_path: Path, settings: Settings) -> None:
+    peer = RecordingSCP(ae_title="RIGHT", require_called_aet=True).start(free_port())
+    try:
+        _, files = make_study(tmp_path / "out", 1)
+        report = send_study(_dest(peer.port, "WRONG"), files, settings=settings)
+    finally:
+        peer.stop()
+    assert report.association_failure is Failure.REJECTED
+    assert peer.requests == 0
+
+
+def test_unreadable_file_fails_alone(scp: RecordingSCP, settings: Settings, tmp_path: Path) -> None:
+    _, files = make_study(tmp_path / "out", 1)
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"not dicom")
+    report = send_study(_dest(scp.port), [bad, *files], settings=settings)
+    assert report.outcomes[0].failure is Failure.UNREADABLE
+    assert report.outcomes[1].ok
+    assert len(scp.stored) == 1
+
+
+def test_delivery_to_storescp_byte_identical(settings: Settings, tmp_path: Path) -> None:
+    storescp = require_program("storescp")
+    port = free_port()
+    proc = start_storescp(storescp, port, tmp_path / "in")
+    try:
+        _, files = make_study(tmp_path / "out", 4)
+        report = send_study(_dest(port, "STORESCP"), files, settings=settings)
+    finally:
+        stop_process(proc)
+    assert report.ok, [o.describe() for o in report.outcomes]
+    received = sorted((tmp_path / "in").iterdir())
+    assert len(received) == 4
+    # the data sets arrive as stored (storescp rewrites only the file meta)
+    sent = {pydicom.dcmread(f).SOPInstanceUID: pydicom.dcmread(f) for f in files}
+    for path in received:
+        got = pydicom.dcmread(path)
+        assert got == sent[got.SOPInstanceUID]
