@@ -127,13 +127,16 @@ def sij(sij_folder: Path) -> SijCase:
     return SijCase(sij_folder, t1, result)
 
 
-def dciodvfy_errors(ds: Dataset, tmp_path: Path, name: str) -> list[str]:
-    """Write ``ds`` and return the lines of dciodvfy's output that start with ``Error``."""
+def dciodvfy_errors(ds: Dataset | Path, tmp_path: Path, name: str) -> list[str]:
+    """Write ``ds`` (or take the file it names) and return dciodvfy's lines that start with ``Error``."""
     program = shutil.which("dciodvfy")
     if program is None:
         pytest.skip("dciodvfy is not installed (scripts/test installs it)")
-    path = tmp_path / f"{name}.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    if isinstance(ds, Path):
+        path = ds
+    else:
+        path = tmp_path / f"{name}.dcm"
+        ds.save_as(path, enforce_file_format=True)
     proc = subprocess.run([program, "-new", str(path)], capture_output=True, text=True, timeout=120)
     lines = (proc.stdout + proc.stderr).splitlines()
     return [line for line in lines if re.match(r"^\s*Error", line)]
