@@ -130,8 +130,8 @@ def build_report(
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ResultsEncodingError(f"highdicom refused the {pipeline} SR: {exc}") from exc
-    sr.CodingSchemeIdentificationSequence = DicomSequence([codes.coding_scheme_item()])
-    sr.SoftwareVersions = [SOFTWARE_VERSION, f"{model.name} {model.version}"[:64]]
+    sr.CodingSchemeIdentificationSequence = DicomSequence([codes.coding_scheme_item()])  # type: ignore[assignment]
+    sr.SoftwareVersions = [SOFTWARE_VERSION, f"{model.name} {model.version}"[:64]]  # type: ignore[assignment]
     logger.info("SR %s: %d measurement group(s)", sop_instance_uid, len(groups))
     return sr
 
