@@ -112,8 +112,6 @@ def test_unknown_destination_and_missing_file_are_dead_at_once(
     _, uids = outbox.add_study(2, ["pacs"])
     rows = _rows(outbox)
     with outbox.sessions() as session:
-        relpath = rows[1].result.path if False else None  # noqa: F841 - loaded below
-    with outbox.sessions() as session:
         delivery = session.get(Delivery, rows[1].id)
         assert delivery is not None
         outbox.store.path(delivery.result.path).unlink()
