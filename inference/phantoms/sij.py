@@ -95,6 +95,9 @@ def latent_logit(features: SijFeatures) -> float:
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
+    """The random stream ``stream`` of study ``seed`` (non-negative)."""
+    if int(seed) < 0:
+        raise ValueError(f"phantom seeds are non-negative integers, got {seed}")
     return np.random.default_rng([int(seed), stream])
 
 
@@ -113,6 +116,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _study(seed: int, vendor: Vendor) -> PhantomStudy:
+    """Patient and study attributes (dates, names and UIDs from the seed, never the clock)."""
     rng = _rng(seed, _STREAM_STUDY)
     year = int(rng.integers(2019, 2026))
     month, day = int(rng.integers(1, 13)), int(rng.integers(1, 29))
@@ -140,6 +144,7 @@ def _study(seed: int, vendor: Vendor) -> PhantomStudy:
 
 
 def _series(seed: int, key: str, vendor: Vendor, body_part: str, rng: np.random.Generator) -> PhantomSeries:
+    """Series attributes of ``cor_t1`` or ``cor_stir`` in the vendor's style."""
     # dciodvfy treats SIJ as a paired structure: say the image covers both sides.
     extra: dict[str, object] = {"ImageLaterality": "B"} if body_part == "SIJ" else {}
     tesla3 = vendor.field_strength > 2.0
@@ -200,10 +205,12 @@ def _analyse(labels: np.ndarray, value: int, plan: SlicePlan, *, need_area: bool
 
 
 def _quadrant_table(analyses: list[SliceQuadrants], indices: list[int], uids: list[str]) -> dict[str, dict[str, bool]]:
+    """``{uids[i]: quadrant -> present}`` for the slices ``indices``."""
     return {uids[i]: analyses[i].present() for i in indices}
 
 
 def _distinct_quadrants(tables: list[dict[str, bool]]) -> int:
+    """Number of quadrants positive on at least one of the rows."""
     return sum(any(t[key] for t in tables) for key in QUADRANT_KEYS)
 
 

@@ -258,3 +258,9 @@ def test_left_ilium_is_on_the_patients_left(studies: dict[str, Path]) -> None:
         return float(points[:, 0].mean())
 
     assert mean_x(SijLabel.ILIUM_RIGHT) < mean_x(SijLabel.SACRUM) < mean_x(SijLabel.ILIUM_LEFT)
+
+
+def test_negative_seed_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        generate_sij_study(tmp_path / "x", -1)
+    assert not (tmp_path / "x").exists()
