@@ -6,6 +6,10 @@ segmentation, levels and MSU grading, i.e. file to :class:`LdhResult`. Prints
 the median wall time per study, axial slices per second, and the peak RSS of
 the process. Runs on 2 CPU threads, and again on CUDA when one is present.
 
+Wall time depends on what else runs: on a shared machine also read
+``cpu_seconds`` (process CPU time of the run, all threads), and prefer
+``--threads 1`` when the cores are oversubscribed.
+
 Targets (issue 5): <= 5 s per study and <= 2 GB RSS on 2 CPU cores; <= 0.5 s on one GPU.
 
 Usage::
@@ -36,9 +40,10 @@ from inference.volume import load_volumes  # noqa: E402
 
 
 def run_once(pipeline: LdhPipeline, study: Path) -> tuple[float, int, dict[str, float]]:
-    """File to result once; returns (seconds, axial slices, the pipeline's own timings)."""
+    """File to result once; returns (seconds, axial slices, the pipeline's own timings and CPU seconds)."""
     truth = _read_truth(study)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     ax_dir = _series_dir(study, AXIAL_KEY, truth)
     sag_dir = _series_dir(study, SAGITTAL_KEY, truth)
     assert ax_dir is not None, f"no axial series in {study}"
@@ -49,7 +54,7 @@ def run_once(pipeline: LdhPipeline, study: Path) -> tuple[float, int, dict[str, 
     seconds = time.perf_counter() - t0
     if device_is_cuda(pipeline):
         torch.cuda.synchronize()
-    timings = {"read": t_read, **result.timings_s}
+    timings = {"read": t_read, **result.timings_s, "cpu_seconds": time.process_time() - c0}
     return seconds, sum(v.array.shape[0] for v in axial), timings
 
 
