@@ -154,3 +154,39 @@ def test_timer_thread_completes_and_stops(db: sessionmaker[Session], feed: Feede
         assert done.wait(30)
     finally:
         assembler.stop()
+
+
+def test_node_publishes_completion_to_subscribers(tmp_path: Path) -> None:
+    """End to end in-process: C-STORE into a Node, its assembler calls our subscriber."""
+    import threading
+
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+    from config.settings import load_settings
+    from dicom_node.server import Node
+    from tests.conftest import free_port
+    from tests.dicom_node.serve_harness import associate, make_instance
+
+    settings = load_settings(
+        environ={}, storage_dir=tmp_path / "var", host="127.0.0.1", port=free_port(),
+        min_free_disk_mb=0,
+        assembly={"series_quiet_seconds": 0.5, "settle_seconds": 0.2, "poll_seconds": 0.1},
+    )
+    received: list[StudyCompleted] = []
+    arrived = threading.Event()
+    node = Node(settings, on_complete=[received.append, lambda e: arrived.set()])
+    node.start()
+    try:
+        study, series = generate_uid(), generate_uid()
+        assoc = associate(node.address[1], [(MRImageStorage, [ExplicitVRLittleEndian])])
+        try:
+            for i in range(3):
+                assert assoc.send_c_store(make_instance(study, series, i + 1)).Status == 0
+        finally:
+            assoc.release()
+        assert arrived.wait(60)
+    finally:
+        node.stop()
+    assert [(e.study_uid, e.series_uids, e.instance_count, e.forced) for e in received] == [
+        (study, (series,), 3, False)
+    ]
