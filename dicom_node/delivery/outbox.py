@@ -76,7 +76,7 @@ class OutboxItem:
     sha256: str
 
 
-def _joined() -> sa.Select[tuple[int, int, str, str, str, str, str]]:
+def _joined() -> sa.Select[int, int, str, str, str, str, str]:
     return (
         sa.select(
             Delivery.id, Delivery.attempts, Delivery.destination, Study.study_instance_uid,
@@ -94,7 +94,7 @@ def outbox_items(*, session: Session, delivery_ids: Iterable[int]) -> list[Outbo
     if not ids:
         return []
     rows = session.execute(_joined().where(Delivery.id.in_(ids)).order_by(Delivery.id))
-    return [OutboxItem(*row) for row in rows]
+    return [OutboxItem(*row._tuple()) for row in rows]
 
 
 def delivery_ids_of_study(

@@ -417,9 +417,9 @@ def _store_one(
         # aborts) or when the association was aborted or the response was invalid
         timeout = assoc.dimse_timeout
         timed_out = timeout is not None and time.monotonic() - sent_at >= 0.95 * timeout
-        failure = Failure.TIMEOUT if timed_out else Failure.ABORTED
-        report.association_failure = failure
-        return InstanceOutcome(uid, cls, failure=failure, detail="no C-STORE response")
+        lost = Failure.TIMEOUT if timed_out else Failure.ABORTED
+        report.association_failure = lost
+        return InstanceOutcome(uid, cls, failure=lost, detail="no C-STORE response")
     status = int(rsp.Status)
     report.bytes_sent += item.size
     failure = _classify_status(status)
