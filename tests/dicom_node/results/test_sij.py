@@ -38,10 +38,15 @@ def _groups(sr: Dataset) -> list[Dataset]:
     return list(imaging.ContentSequence)
 
 
-def test_seg_round_trip_with_stir(sij: SijCase, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def encoded(sij: SijCase):  # type: ignore[no-untyped-def]
+    return encode_sij(sij.result, [sij.t1])
+
+
+def test_seg_round_trip_with_stir(sij: SijCase, encoded, tmp_path: Path) -> None:
     result = sij.result
     assert result.oedema_assessed and result.sparcc_fm_score > 0
-    out = encode_sij(result, [sij.t1])
+    out = encoded
     (seg_ds,) = out.segs
     seg = hd.seg.segread(_path(seg_ds, tmp_path, "seg"))
     assert seg.SeriesNumber == 9011 and seg.StudyInstanceUID == result.study_instance_uid
@@ -59,9 +64,9 @@ def test_seg_round_trip_with_stir(sij: SijCase, tmp_path: Path) -> None:
     assert dciodvfy_errors(seg_ds, tmp_path, "segv") == []
 
 
-def test_sr_round_trip_with_stir(sij: SijCase, tmp_path: Path) -> None:
+def test_sr_round_trip_with_stir(sij: SijCase, encoded, tmp_path: Path) -> None:
     result = sij.result
-    out = encode_sij(result, [sij.t1])
+    out = encoded
     sr = hd.sr.srread(_path(out.sr, tmp_path, "sr"))
     assert sr.SeriesNumber == 9012
     vol = sr.content.get_volumetric_roi_measurement_groups()
@@ -127,8 +132,8 @@ def test_no_fat_metaplasia_gives_empty_segments_and_a_zero_score(sij: SijCase, t
         assert dciodvfy_errors(ds, tmp_path, name) == []
 
 
-def test_uids_follow_the_model_version(sij: SijCase) -> None:
-    a = encode_sij(sij.result, [sij.t1])
+def test_uids_follow_the_model_version(sij: SijCase, encoded) -> None:
+    a = encoded
     b = encode_sij(sij.result, [sij.t1])
     assert [d.SOPInstanceUID for d in a.datasets] == [d.SOPInstanceUID for d in b.datasets]
     newer = dataclasses.replace(sij.result, model=dataclasses.replace(sij.result.model, version="9"))
