@@ -152,6 +152,7 @@ class DiscShape:
     facet_length: float
     facet_thickness: float
     facet_asymmetry: float  #: mm the left facet sits more posterior than the right
+    bulge: float = 0.0  #: diffuse posterior bulge of a degenerated disc (mm, at the midline)
 
 
 @dataclass
@@ -295,6 +296,7 @@ def build_spine(rng: np.random.Generator) -> SpineAnatomy:
             facet_length=rng.uniform(8.0, 10.5) * size,
             facet_thickness=rng.uniform(4.5, 6.0) * size,
             facet_asymmetry=rng.normal(0.0, 0.8),
+            bulge=round(2.2 * degeneration[disc_name] ** 1.5, 3),
         )
     for name in names[s1 + 1:]:
         above = frames[names[names.index(name) - 1]]

@@ -115,7 +115,9 @@ def frame_block(
     return blk, x, w, v
 
 
-def d_shape(x: np.ndarray, w: np.ndarray, half_width: float, anterior: float, posterior: float) -> np.ndarray:
+def d_shape(
+    x: np.ndarray, w: np.ndarray, half_width: float, anterior: float, posterior: float | np.ndarray
+) -> np.ndarray:
     """Normalised radius of the "D" cross-section (<= 1 inside).
 
     Anterior half: ellipse; posterior half: superellipse of exponent 4 (a nearly
@@ -127,10 +129,16 @@ def d_shape(x: np.ndarray, w: np.ndarray, half_width: float, anterior: float, po
     return np.where(w < 0, ant, post)
 
 
+def disc_posterior_depth(disc: DiscShape, x: np.ndarray) -> np.ndarray:
+    """Posterior semi-axis of the disc at lateral positions ``x``: flat, plus its diffuse bulge."""
+    xa = np.clip(np.abs(np.asarray(x, dtype=float)) / disc.half_width, 0.0, 1.0)
+    return disc.posterior_depth + disc.bulge * (1.0 - xa**2)
+
+
 def disc_posterior_margin(disc: DiscShape, x: np.ndarray) -> np.ndarray:
     """``w`` of the disc's posterior margin at lateral positions ``x`` (disc frame)."""
     xa = np.clip(np.abs(np.asarray(x, dtype=float)) / disc.half_width, 0.0, 1.0)
-    return disc.posterior_depth * (1.0 - xa**4) ** 0.25
+    return disc_posterior_depth(disc, x) * (1.0 - xa**4) ** 0.25
 
 
 def _paint(vol: np.ndarray, blk: Block, mask: np.ndarray, tissue: int) -> None:
@@ -220,11 +228,11 @@ def _paint_disc(
 ) -> None:
     hz = disc.height / 2 + 8.0
     got = frame_block(grid, disc.frame, lo=(-disc.half_width, -disc.anterior_depth, -hz),
-                      hi=(disc.half_width, disc.posterior_depth, hz))
+                      hi=(disc.half_width, disc.posterior_depth + disc.bulge, hz))
     if got is None:
         return
     blk, x, w, v = got
-    r = d_shape(x, w, disc.half_width, disc.anterior_depth, disc.posterior_depth)
+    r = d_shape(x, w, disc.half_width, disc.anterior_depth, disc_posterior_depth(disc, x))
 
     def local_v(f: Frame) -> np.ndarray:
         dy = blk.y - f.origin[1]
