@@ -94,7 +94,13 @@ def outbox_items(*, session: Session, delivery_ids: Iterable[int]) -> list[Outbo
     if not ids:
         return []
     rows = session.execute(_joined().where(Delivery.id.in_(ids)).order_by(Delivery.id))
-    return [OutboxItem(*row._tuple()) for row in rows]
+    return [
+        OutboxItem(
+            delivery_id=row[0], attempts=row[1], destination=row[2], study_uid=row[3],
+            sop_instance_uid=row[4], path=row[5], sha256=row[6],
+        )
+        for row in rows
+    ]
 
 
 def delivery_ids_of_study(

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import DeliverySettings, Destination, Settings
 from dicom_node.delivery.outbox import OutboxItem, outbox_items
 from dicom_node.delivery.scu import SendReport, send_study
+from dicom_node.delivery.stow import send_study_stow
 from storage.deliveries import (
     claim_deliveries,
     mark_delivered,
@@ -95,6 +96,10 @@ class DeliveryWorker:
         called without ``now``.
     rng
         The jitter's random numbers (seed it in tests).
+    send
+        The C-STORE sender (default :func:`~dicom_node.delivery.scu.send_study`);
+        destinations with a ``stow_url`` use
+        :func:`~dicom_node.delivery.stow.send_study_stow` instead.
     """
 
     def __init__(
@@ -215,7 +220,8 @@ class DeliveryWorker:
             sendable.append(item)
         if not sendable:
             return verdicts
-        report = self._send(destination, paths, settings=self.settings, study_uid=study_uid)
+        send = send_study_stow if destination.stow_url else self._send
+        report = send(destination, paths, settings=self.settings, study_uid=study_uid)
         by_uid = {o.sop_instance_uid: o for o in report.outcomes}
         for item in sendable:
             outcome = by_uid.get(item.sop_instance_uid)
