@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Destination
 from storage.deliveries import enqueue_delivery
-from storage.models import Delivery, DeliveryState, Job, Result, Study
+from storage.models import Delivery, DeliveryState, Instance, Job, Result, Series, Study
 
 __all__ = [
     "OutboxItem",
@@ -25,6 +25,7 @@ __all__ = [
     "delivery_ids_of_study",
     "enqueue_results",
     "outbox_items",
+    "sender_destinations",
 ]
 
 logger = logging.getLogger(__name__)
@@ -126,3 +127,25 @@ def dead_delivery_ids(*, session: Session, destination: str | None = None) -> li
     if destination is not None:
         query = query.where(Delivery.destination == destination)
     return list(session.scalars(query))
+
+
+def sender_destinations(
+    *, session: Session, study_uid: str, destinations: Iterable[Destination]
+) -> list[Destination]:
+    """The destinations whose AE title sent instances of this study ("return to sender").
+
+    The calling AE titles recorded with the study's instances are matched against
+    ``destinations`` (the port a sender listens on is not known from its
+    association, so it must be configured as a destination).
+    """
+    callers = set(
+        session.scalars(
+            sa.select(Instance.calling_ae)
+            .join(Series, Instance.series_id == Series.id)
+            .join(Study, Series.study_id == Study.id)
+            .where(Study.study_instance_uid == study_uid, Instance.calling_ae.is_not(None))
+            .distinct()
+        )
+    )
+    callers = {c.strip() for c in callers if c}
+    return [d for d in destinations if d.ae_title in callers]

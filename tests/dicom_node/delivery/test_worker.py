@@ -157,3 +157,25 @@ def test_thread_requeues_stale_sending_rows_on_start(
     assert {r.state for r in rows} == {DeliveryState.DELIVERED}
     assert all(r.attempts == 2 for r in rows)
     assert all(r.delivered_at is not None and r.delivered_at - at(0) > timedelta(0) for r in rows)
+
+
+def test_sender_destinations_match_calling_ae(outbox: Outbox, settings: Settings) -> None:
+    from config.settings import Destination
+    from dicom_node.delivery.outbox import sender_destinations
+    from storage import repo
+
+    study = "1.2.3.4"
+    stored = outbox.store.put(study, "1.2.3.4.1", "1.2.3.4.1.1", b"x")
+    with outbox.sessions() as session:
+        repo.record_instance(
+            session=session, stored=stored, study_uid=study, series_uid="1.2.3.4.1",
+            sop_uid="1.2.3.4.1.1", sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+            transfer_syntax_uid="1.2.840.10008.1.2.1", calling_ae="MODALITY", peer="127.0.0.1",
+            study_attrs={}, series_attrs={}, now=at(0),
+        )
+        session.commit()
+        dests = [Destination(name=n, ae_title=a, host="h", port=104)
+                 for n, a in (("pacs", "PACS"), ("back", "MODALITY"))]
+        assert [d.name for d in sender_destinations(
+            session=session, study_uid=study, destinations=dests)] == ["back"]
+        assert sender_destinations(session=session, study_uid="9.9", destinations=dests) == []
