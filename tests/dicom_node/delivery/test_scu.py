@@ -108,3 +108,26 @@ def test_delivery_to_storescp_byte_identical(settings: Settings, tmp_path: Path)
     for path in received:
         got = pydicom.dcmread(path)
         assert got == sent[got.SOPInstanceUID]
+
+
+def test_response_taken_by_the_reactor_goes_back_to_the_sender(scp: RecordingSCP) -> None:
+    from pynetdicom import AE
+    from pynetdicom.dimse_primitives import C_STORE
+
+    from dicom_node.delivery.scu import _keep_responses
+
+    ae = AE()
+    ae.dimse_timeout = 5  # without the work-around, get_msg waits this long for nothing
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.7")
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="PACS")
+    assert assoc.is_established
+    try:
+        _keep_responses(assoc)
+        rsp = C_STORE()
+        rsp.MessageIDBeingRespondedTo = 1
+        rsp.Status = 0x0000
+        assoc._serve_request(rsp, 1)  # what the reactor does with a message it took
+        context_id, msg = assoc.dimse.get_msg(block=True)
+        assert (context_id, msg) == (1, rsp)
+    finally:
+        assoc.release()
