@@ -45,13 +45,32 @@ def test_grading_reference_labels_reproduces_ground_truth(phantom: LabelledStudy
             assert f.side == (disc["side"] or "central")
 
 
-def test_demo_weights_on_a_held_out_phantom(phantom: LabelledStudy) -> None:
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> list[LabelledStudy]:
+    lumbar = pytest.importorskip("inference.phantoms.lumbar")
+    root = tmp_path_factory.mktemp("ldh-held-out")
+    studies = []
+    for seed in range(10000, 10004):  # the evaluation range: never used to train the demo weights
+        lumbar.generate_lumbar_study(root / str(seed), seed)
+        studies.append(load_study(root / str(seed)))
+    return studies
+
+
+def test_demo_weights_on_held_out_phantoms(held_out: list[LabelledStudy]) -> None:
     if not bundled_weights("ldh").is_file():
         pytest.skip("no bundled ldh weights")
     pipe = LdhPipeline.from_weights(device="cpu", use_level_finder=False)
-    result = pipe(phantom.axial, phantom.sagittal)
-    cases = cases_from_result(result, phantom.ground_truth, phantom.labels, study="p")
+    cases = []
+    for study in held_out:
+        result = pipe(study.axial, study.sagittal)
+        assert result.model_sha256 and "research use only" in result.notice
+        cases += cases_from_result(result, study.ground_truth, study.labels, study=study.path.name)
     report = summarise(cases, n_boot=10)
-    assert report.n_levels == 3
-    # the demo model must at least find every herniation of this study at its level
-    assert report.recall == 1.0 or report.n_herniations == 0
+    assert report.n_levels >= 8
+    # floors well below what the demo weights measured on 12 held-out phantoms (docs/ldh.md):
+    # an untrained or broken network fails every one of them
+    called = [c.pred_size > 0 for c in cases if c.ref_size > 0]
+    assert sum(called) >= 0.8 * len(called)
+    assert sum(c.ref_zone == c.pred_zone for c in cases) >= 0.7 * len(cases)
+    assert sum(c.ref_size == c.pred_size for c in cases) >= 0.5 * len(cases)
+    assert report.iou_mean > 0.4
