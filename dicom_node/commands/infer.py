@@ -56,7 +56,9 @@ def run(args: argparse.Namespace, pipelines: Pipelines | None = None) -> int:
         print(f"infer: no DICOM studies under {folder}", file=sys.stderr)
         return 2
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logging.getLogger().level))
-    options = ResultOptions(fractional=args.fractional, include_anatomy=not args.no_anatomy)
+    options = ResultOptions(
+        fractional=args.fractional, include_anatomy=not args.no_anatomy, secondary_capture=args.secondary_capture
+    )
     if pipelines is None:
         settings = settings_from_args(args)
         device = args.device or settings.device
@@ -97,5 +99,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (default: the config's device)")
     parser.add_argument("--fractional", action="store_true", help="herniation segments as probabilities")
     parser.add_argument("--no-anatomy", action="store_true", help="only the lesion segments (no disc, sac, bones)")
+    parser.add_argument("--secondary-capture", action="store_true",
+                        help="also write key images with the overlay burned in (Secondary Capture)")
     parser.add_argument("-v", "--verbose", action="store_true", help="say how each series was classified")
     parser.set_defaults(func=run)

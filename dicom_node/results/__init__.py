@@ -17,6 +17,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from dicom_node.results.errors import ResultsEncodingError, ResultsError, ResultsInputError
+from dicom_node.results.keyimages import ldh_key_images, sij_key_images
 from dicom_node.results.seg_ldh import encode_ldh_segs
 from dicom_node.results.seg_sij import encode_sij_seg
 from dicom_node.results.sources import SourceIndex
@@ -51,11 +52,15 @@ class ResultOptions:
         Disc, dural sac and facet joints (lumbar); sacrum and ilia (SIJ).
     include_oedema
         The SIJ oedema segment, when oedema was assessed.
+    secondary_capture
+        Also write Secondary Capture key images with the overlay burned in (needs the
+        source pixels: pass volumes, or datasets with Pixel Data).
     """
 
     fractional: bool = False
     include_anatomy: bool = True
     include_oedema: bool = True
+    secondary_capture: bool = False
 
 
 @dataclass
@@ -105,7 +110,8 @@ def encode_ldh(result: LdhResult, sources: Iterable[Any], options: ResultOptions
     index = SourceIndex(sources)
     segs = encode_ldh_segs(result, index, include_anatomy=options.include_anatomy, fractional=options.fractional)
     sr = encode_ldh_sr(result, index, segs)
-    return EncodedResults(segs=list(segs), sr=sr, summary=ldh_summary(result))
+    extra: list[Dataset] = list(ldh_key_images(result, index)) if options.secondary_capture else []
+    return EncodedResults(segs=list(segs), sr=sr, summary=ldh_summary(result), extra=extra)
 
 
 def encode_sij(result: SijResult, sources: Iterable[Any], options: ResultOptions = ResultOptions()) -> EncodedResults:
@@ -121,4 +127,5 @@ def encode_sij(result: SijResult, sources: Iterable[Any], options: ResultOptions
     index = SourceIndex(sources)
     seg = encode_sij_seg(result, index, include_oedema=options.include_oedema, include_anatomy=options.include_anatomy)
     sr = encode_sij_sr(result, index, [seg])
-    return EncodedResults(segs=[seg], sr=sr, summary=sij_summary(result))
+    extra: list[Dataset] = list(sij_key_images(result, index)) if options.secondary_capture else []
+    return EncodedResults(segs=[seg], sr=sr, summary=sij_summary(result), extra=extra)
