@@ -420,6 +420,9 @@ def _paint_soft_tissue(vol: np.ndarray, grid: VolumeGrid, spine: SpineAnatomy) -
                  yc + roots[f"root{i}_w"] * sac_half_ap, rr / cos_c, zmask=below_conus)
     for s in (-1.0, 1.0):
         _sheared(vol, grid, Tissue.EXITING_ROOT, s * hw * 0.45, 1.5, yc, 1.5 / cos_c, zmask=~has_sac & in_canal)
+        # traversing roots in their sleeves, in the lateral recesses beside the sac
+        _sheared(vol, grid, Tissue.EXITING_ROOT, s * (hw + 1.6), 1.4, yc - 0.35 * sac_half_ap, 1.4 / cos_c,
+                 zmask=below_conus)
 
 
 def _paint_ilia(vol: np.ndarray, grid: VolumeGrid, spine: SpineAnatomy) -> None:
