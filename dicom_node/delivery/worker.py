@@ -3,7 +3,8 @@
 Each pass (:meth:`DeliveryWorker.run_once`) claims the due rows of the outbox
 (pending, or failed and due again), groups them by (study, destination) and
 sends each group on one association (:func:`dicom_node.delivery.scu.send_study`,
-or STOW-RS when the destination has a ``stow_url``). Each row is then marked
+or STOW-RS when the destination has a ``stow_url``): destinations in parallel, a
+destination's studies one after the other. Each row is then marked
 delivered, failed with its next attempt time, or dead:
 
 * exponential backoff from ``settings.delivery``: ``backoff_initial_seconds``
@@ -26,6 +27,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -96,6 +98,9 @@ class DeliveryWorker:
         called without ``now``.
     rng
         The jitter's random numbers (seed it in tests).
+    max_parallel_destinations
+        Destinations served at the same time in one pass (one thread each), so a
+        destination that times out does not hold the others back.
     send
         The C-STORE sender (default :func:`~dicom_node.delivery.scu.send_study`);
         destinations with a ``stow_url`` use
@@ -113,6 +118,7 @@ class DeliveryWorker:
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
         send: Sender = send_study,
+        max_parallel_destinations: int = 4,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
@@ -122,6 +128,7 @@ class DeliveryWorker:
         self.clock = clock
         self.rng = rng or random.Random()
         self._send = send
+        self.max_parallel_destinations = max(1, max_parallel_destinations)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -192,13 +199,28 @@ class DeliveryWorker:
             claimed = claim_deliveries(session=session, now=now, limit=self.batch)
             items = outbox_items(session=session, delivery_ids=[d.id for d in claimed])
             session.commit()
-        groups: dict[tuple[str, str], list[OutboxItem]] = defaultdict(list)
+        # destination -> study -> items: destinations in parallel, studies one by one
+        plan: dict[str, dict[str, list[OutboxItem]]] = defaultdict(lambda: defaultdict(list))
         for item in items:
-            groups[(item.study_uid, item.destination)].append(item)
-        for (study_uid, destination), group in groups.items():
+            plan[item.destination][item.study_uid].append(item)
+        if len(plan) <= 1:
+            for destination, studies in plan.items():
+                self._send_studies(destination, studies, now)
+        else:
+            workers = min(len(plan), self.max_parallel_destinations)
+            with ThreadPoolExecutor(workers, thread_name_prefix="delivery") as pool:
+                futures = [pool.submit(self._send_studies, destination, studies, now)
+                           for destination, studies in plan.items()]
+                for future in futures:
+                    future.result()
+        return len(items)
+
+    def _send_studies(
+        self, destination: str, studies: dict[str, list[OutboxItem]], now: datetime
+    ) -> None:
+        for study_uid, group in studies.items():
             verdicts = self._deliver(study_uid, destination, group)
             self._record(study_uid, group, verdicts, now)
-        return len(items)
 
     def _deliver(
         self, study_uid: str, destination_name: str, group: Sequence[OutboxItem]

@@ -179,3 +179,16 @@ def test_sender_destinations_match_calling_ae(outbox: Outbox, settings: Settings
         assert [d.name for d in sender_destinations(
             session=session, study_uid=study, destinations=dests)] == ["back"]
         assert sender_destinations(session=session, study_uid="9.9", destinations=dests) == []
+
+
+def test_two_destinations_one_down(outbox: Outbox, scp: RecordingSCP, settings: Settings) -> None:
+    from config.settings import Destination
+
+    settings = with_destination(settings, scp.port)
+    down = Destination(name="down", ae_title="DOWN", host="127.0.0.1", port=free_port())
+    settings = settings.model_copy(update={"destinations": [*settings.destinations, down]})
+    _, uids = outbox.add_study(2, ["pacs", "down"])
+    assert _worker(settings, outbox).run_once(at(0)) == 4
+    assert sorted(scp.stored) == sorted(uids) and scp.associations == 1
+    states = {(r.destination, r.state) for r in _rows(outbox)}
+    assert states == {("pacs", DeliveryState.DELIVERED), ("down", DeliveryState.FAILED)}
