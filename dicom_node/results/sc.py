@@ -131,7 +131,7 @@ def build_sc(
         sc.ImageType = ["DERIVED", "SECONDARY"]
         sc.BurnedInAnnotation = "YES"
         if "Laterality" not in sc:  # type 2C; dciodvfy asks for it on SC (paired or unknown body part)
-            sc.Laterality = None
+            sc.add_new("Laterality", "CS", None)
         sc.SoftwareVersions = SOFTWARE_VERSION
         sc.DerivationDescription = f"overlay of {model.name} {model.version} results"[:1024]
         ref = Dataset()
