@@ -67,7 +67,9 @@ def _parse(payload: bytes) -> tuple[dict[str, int | None], dict[str, int]]:
         for item in doc.get(_REFERENCED_SOP_SEQUENCE, {}).get("Value", [])
     }
     failed = {
-        str(_value(item, _REFERENCED_SOP_INSTANCE_UID)): int(_value(item, _FAILURE_REASON) or 0xC000)
+        str(_value(item, _REFERENCED_SOP_INSTANCE_UID)): int(
+            _value(item, _FAILURE_REASON) or 0xC000
+        )
         for item in doc.get(_FAILED_SOP_SEQUENCE, {}).get("Value", [])
     }
     return referenced, failed

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,7 +37,9 @@ class Outbox:
     store: InstanceStore
     tmp: Path
 
-    def add_study(self, n: int, destinations: list[str], *, now: datetime = T0) -> tuple[str, list[str]]:
+    def add_study(
+        self, n: int, destinations: list[str], *, now: datetime = T0
+    ) -> tuple[str, list[str]]:
         """A study with ``n`` results queued for ``destinations``: (study UID, SOP UIDs)."""
         study_uid, files = make_study(self.tmp / generate_uid(), n)
         with self.sessions() as session:
@@ -49,8 +52,6 @@ class Outbox:
             )
             result_ids, uids = [], []
             for path in files:
-                from pydicom import dcmread
-
                 ds = dcmread(path)
                 stored = self.store.put(
                     study_uid, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID), path.read_bytes()
@@ -62,13 +63,16 @@ class Outbox:
                 )
                 result_ids.append(result.id)
                 uids.append(str(ds.SOPInstanceUID))
-            enqueue_results(session=session, result_ids=result_ids, destinations=destinations, now=now)
+            enqueue_results(
+                session=session, result_ids=result_ids, destinations=destinations, now=now
+            )
             session.commit()
         return study_uid, uids
 
 
 @pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    """An outbox on a migrated SQLite database in ``tmp_path``."""
     engine = make_engine(f"sqlite:///{tmp_path / 'index.sqlite3'}")
     upgrade(engine)
     yield Outbox(make_session_factory(engine), InstanceStore(tmp_path / "store"), tmp_path / "made")
@@ -77,6 +81,7 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
 
 @pytest.fixture
 def scp() -> Iterator[RecordingSCP]:
+    """A recording pynetdicom SCP (AE ``PACS``) on a free loopback port."""
     peer = RecordingSCP().start(free_port())
     yield peer
     peer.stop()

@@ -114,7 +114,9 @@ def _nodelay(event: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10) -> None:
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10
+) -> None:
     """Wait until something accepts connections on ``127.0.0.1:port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,7 +131,12 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, timeo
 
 
 def start_storescp(
-    program: str, port: int, out_dir: Path, *, ae_title: str = "STORESCP", extra: list[str] | None = None
+    program: str,
+    port: int,
+    out_dir: Path,
+    *,
+    ae_title: str = "STORESCP",
+    extra: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """DCMTK storescp on loopback, Nagle off, writing into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)

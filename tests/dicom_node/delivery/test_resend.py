@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,13 @@ from tests.dicom_node.delivery.peers import RecordingSCP
 
 
 @pytest.fixture
-def node_outbox(settings: Settings, tmp_path: Path) -> Outbox:
+def node_outbox(settings: Settings, tmp_path: Path) -> Iterator[Outbox]:
     """The outbox of the node that ``settings`` describes (its database and store)."""
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
-    return Outbox(make_session_factory(engine), InstanceStore(store_root(settings)), tmp_path / "made")
+    store = InstanceStore(store_root(settings))
+    yield Outbox(make_session_factory(engine), store, tmp_path / "made")
+    engine.dispose()
 
 
 def _config(settings: Settings, tmp_path: Path) -> Path:

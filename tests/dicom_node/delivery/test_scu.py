@@ -22,13 +22,6 @@ def _dest(port: int, ae_title: str = "PACS") -> Destination:
     return Destination(name="pacs", ae_title=ae_title, host="127.0.0.1", port=port)
 
 
-@pytest.fixture
-def scp() -> RecordingSCP:
-    peer = RecordingSCP().start(free_port())
-    yield peer
-    peer.stop()
-
-
 def test_one_association_per_study_all_objects(
     scp: RecordingSCP, settings: Settings, tmp_path: Path
 ) -> None:

@@ -46,7 +46,8 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
     config.write_text(json.dumps({
         "Name": "TEST", "StorageDirectory": str(tmp_path / "orthanc-db"),
         "IndexDirectory": str(tmp_path / "orthanc-db"), "HttpPort": http_port,
-        "DicomPort": dicom_port, "DicomAet": "ORTHANC", "DicomServerEnabled": False, "RemoteAccessAllowed": False,
+        "DicomPort": dicom_port, "DicomAet": "ORTHANC", "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False, "HttpBindAddress": "127.0.0.1",
         "Plugins": [str(PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }))

@@ -28,7 +28,9 @@ def _worker(settings: Settings, outbox: Outbox) -> DeliveryWorker:
     return DeliveryWorker(settings, outbox.sessions, outbox.store, rng=random.Random(7))
 
 
-def test_each_study_on_one_association(outbox: Outbox, scp: RecordingSCP, settings: Settings) -> None:
+def test_each_study_on_one_association(
+    outbox: Outbox, scp: RecordingSCP, settings: Settings
+) -> None:
     settings = with_destination(settings, scp.port)
     _, first = outbox.add_study(3, ["pacs"])
     _, second = outbox.add_study(2, ["pacs"])
