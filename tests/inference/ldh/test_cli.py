@@ -1,0 +1,50 @@
+"""``dicom-node evaluate ldh`` in two-rater mode and the train/evaluate argument parsers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from dicom_node.commands import _ldh
+
+
+def _labels(path: Path, uid: str, grades: list[tuple[str, int, str | None]]) -> None:
+    discs = [{"level": lv, "msu_size": s, "zone": z, "side": None, "axial_stack": 0} for lv, s, z in grades]
+    path.write_text(json.dumps({"study_instance_uid": uid, "discs": discs}))
+
+
+def test_two_raters_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _labels(tmp_path / "a" / "s1.json", "1.1", [("L4/L5", 2, "B"), ("L5/S1", 0, None)])
+    _labels(tmp_path / "b" / "s1.json", "1.1", [("L4/L5", 3, "B"), ("L5/S1", 0, None)])
+    parser = argparse.ArgumentParser()
+    _ldh.add_evaluate_arguments(parser)
+    out_json = tmp_path / "m.json"
+    args = parser.parse_args(
+        ["--rater-a", str(tmp_path / "a"), "--rater-b", str(tmp_path / "b"), "--bootstrap", "20", "--json", str(out_json)]
+    )
+    assert _ldh.run_evaluate(args) == 0
+    text = capsys.readouterr().out
+    assert "1 studies, 2 disc levels, 1 herniations" in text
+    metrics = json.loads(out_json.read_text())
+    assert metrics["localisation"]["sensitivity"] == 1.0
+    assert metrics["grading"]["confusion_matrix"]["counts"][2][3] == 1
+
+
+def test_rater_flags_go_together(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    _ldh.add_evaluate_arguments(parser)
+    assert _ldh.run_evaluate(parser.parse_args(["--rater-a", str(tmp_path)])) == 2
+
+
+def test_train_arguments_and_seed_ranges() -> None:
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    args = parser.parse_args(["--synth-seeds", "3:7", "--epochs", "2", "--threads", "1"])
+    assert args.synth_seeds == range(3, 7) and args.epochs == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--synth-seeds", "7:3"])
