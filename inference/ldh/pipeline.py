@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from config.settings import Settings
 from inference.labels import DISC_LEVELS, AxialLabel
 from inference.ldh.errors import LdhInputError
 from inference.ldh.inferer import LdhInferer
@@ -131,6 +132,19 @@ class LdhPipeline:
         dev = select_device(device)
         network, card = load_network(weights, dev)
         return cls(network, card=card, device=dev, **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> LdhPipeline:
+        """A pipeline on the configured weights (``models.ldh_weights``, bundled when null) and ``device``.
+
+        The level finder uses ``models.levels_weights`` when set (its bundled weights otherwise).
+        """
+        levels_model = None
+        if settings.models.levels_weights is not None:
+            from inference.levels import load_levels_model
+
+            levels_model = load_levels_model(settings.models.levels_weights, select_device(settings.device))
+        return cls.from_weights(settings.models.ldh_weights, device=settings.device, levels_model=levels_model, **kwargs)
 
     # -- segmentation ---------------------------------------------------------------------
 

@@ -27,3 +27,16 @@ def test_demo_weights_load_and_are_checked() -> None:
     assert out.shape == (1, len(AxialLabel), 64, 64)
     pipe = LdhPipeline.from_weights(device="cpu")
     assert pipe.card is not None and pipe.card.sha256 == card.sha256
+
+
+def test_pipeline_from_settings_uses_configured_weights(tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
+    from config.settings import load_settings
+    from inference.modelcard import WeightsError
+
+    if not bundled_weights("ldh").is_file():
+        pytest.skip("demo weights not trained yet")
+    pipe = LdhPipeline.from_settings(settings)
+    assert pipe.card is not None and pipe.card.name == "ldh" and pipe.device.type in ("cpu", "cuda")
+    missing = load_settings(environ={}, storage_dir=tmp_path, models={"ldh_weights": str(tmp_path / "site.pt")})
+    with pytest.raises(WeightsError, match="does not exist"):
+        LdhPipeline.from_settings(missing)
