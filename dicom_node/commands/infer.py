@@ -57,7 +57,8 @@ def run(args: argparse.Namespace, pipelines: Pipelines | None = None) -> int:
         return 2
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logging.getLogger().level))
     options = ResultOptions(
-        fractional=args.fractional, include_anatomy=not args.no_anatomy, secondary_capture=args.secondary_capture
+        fractional=args.fractional, include_anatomy=not args.no_anatomy, secondary_capture=args.secondary_capture,
+        pdf=args.pdf,
     )
     if pipelines is None:
         settings = settings_from_args(args)
@@ -101,5 +102,6 @@ def register(sub: Any) -> None:
     parser.add_argument("--no-anatomy", action="store_true", help="only the lesion segments (no disc, sac, bones)")
     parser.add_argument("--secondary-capture", action="store_true",
                         help="also write key images with the overlay burned in (Secondary Capture)")
+    parser.add_argument("--pdf", action="store_true", help="also write an Encapsulated PDF report (Modality DOC)")
     parser.add_argument("-v", "--verbose", action="store_true", help="say how each series was classified")
     parser.set_defaults(func=run)

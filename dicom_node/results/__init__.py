@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 
 from dicom_node.results.errors import ResultsEncodingError, ResultsError, ResultsInputError
 from dicom_node.results.keyimages import ldh_key_images, sij_key_images
+from dicom_node.results.reports import ldh_pdf, sij_pdf
 from dicom_node.results.seg_ldh import encode_ldh_segs
 from dicom_node.results.seg_sij import encode_sij_seg
 from dicom_node.results.sources import SourceIndex
@@ -55,12 +56,15 @@ class ResultOptions:
     secondary_capture
         Also write Secondary Capture key images with the overlay burned in (needs the
         source pixels: pass volumes, or datasets with Pixel Data).
+    pdf
+        Also write an Encapsulated PDF report (Modality DOC).
     """
 
     fractional: bool = False
     include_anatomy: bool = True
     include_oedema: bool = True
     secondary_capture: bool = False
+    pdf: bool = False
 
 
 @dataclass
@@ -111,6 +115,8 @@ def encode_ldh(result: LdhResult, sources: Iterable[Any], options: ResultOptions
     segs = encode_ldh_segs(result, index, include_anatomy=options.include_anatomy, fractional=options.fractional)
     sr = encode_ldh_sr(result, index, segs)
     extra: list[Dataset] = list(ldh_key_images(result, index)) if options.secondary_capture else []
+    if options.pdf:
+        extra.append(ldh_pdf(result, index))
     return EncodedResults(segs=list(segs), sr=sr, summary=ldh_summary(result), extra=extra)
 
 
@@ -128,4 +134,6 @@ def encode_sij(result: SijResult, sources: Iterable[Any], options: ResultOptions
     seg = encode_sij_seg(result, index, include_oedema=options.include_oedema, include_anatomy=options.include_anatomy)
     sr = encode_sij_sr(result, index, [seg])
     extra: list[Dataset] = list(sij_key_images(result, index)) if options.secondary_capture else []
+    if options.pdf:
+        extra.append(sij_pdf(result, index))
     return EncodedResults(segs=[seg], sr=sr, summary=sij_summary(result), extra=extra)
