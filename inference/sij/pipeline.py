@@ -31,7 +31,7 @@ from inference.sij.result import ModelInfo, QuadrantRow, SijResult
 from inference.sij.scoring import asas_positive_mri, lesion_volumes_ml, select_sparcc_slices, sparcc_score
 from inference.sij.transforms import DEFAULT_SPACING_MM, inference_transforms, resample_in_plane
 
-__all__ = ["PostprocessConfig", "SijPipeline", "VolumeLike", "analyse"]
+__all__ = ["PostprocessConfig", "SijPipeline", "VolumeLike", "analyse", "lateralise_ilia"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,31 @@ def analyse(
     )
 
 
+def lateralise_ilia(labels: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Give every ilium voxel the side it lies on: left of the sacral midline (patient +x) is the left ilium.
+
+    The network tells the two ilia apart from local appearance only; their side is an
+    anatomical fact, so post-processing enforces it. The midline is the mean patient x of
+    the sacrum over the volume (unchanged when there is no sacrum).
+    """
+    out = np.asarray(labels).copy()
+    sacrum = out == SijLabel.SACRUM
+    ilium = (out == SijLabel.ILIUM_LEFT) | (out == SijLabel.ILIUM_RIGHT)
+    if not sacrum.any() or not ilium.any():
+        return out
+    row = np.asarray(affine, dtype=np.float64)[0]
+
+    def x_of(mask: np.ndarray) -> np.ndarray:
+        k, i, j = np.nonzero(mask)
+        return np.asarray(row[0] * k + row[1] * i + row[2] * j + row[3])
+
+    midline = float(x_of(sacrum).mean())
+    left = x_of(ilium) >= midline
+    idx = np.nonzero(ilium)
+    out[idx] = np.where(left, SijLabel.ILIUM_LEFT, SijLabel.ILIUM_RIGHT).astype(out.dtype)
+    return out
+
+
 def _same_grid(a: VolumeLike, b: VolumeLike, tol_mm: float = 0.5) -> bool:
     if a.array.shape != b.array.shape:
         return False
@@ -294,6 +319,7 @@ class SijPipeline:
         else:
             note = "no STIR series"
         labels, oedema = self.segment(np.asarray(t1.array, dtype=np.float32), stir_array, t1.spacing)
+        labels = lateralise_ilia(labels, t1.affine)
         return analyse(
             labels,
             oedema,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
+from monai.losses import DiceLoss
 from tqdm import tqdm
 
 from inference.labels import SijLabel
@@ -63,11 +63,14 @@ class TrainConfig:
         return data
 
 
-_DICE_CE = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, lambda_dice=1.0, lambda_ce=1.0)
+#: Dice over the whole batch (small lesions are absent from many patches) on the foreground classes.
+_DICE = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+#: Cross-entropy weights per softmax class: fat metaplasia is rare and small.
+CE_WEIGHTS = (1.0, 4.0, 1.0, 1.0, 1.0)
 
 
 def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, oedema: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """DiceCE over the softmax classes plus BCE + soft Dice on oedema where a STIR label exists.
+    """Batch Dice + weighted CE over the softmax classes, BCE + soft Dice on oedema where a STIR label exists.
 
     Parameters
     ----------
@@ -80,7 +83,9 @@ def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, oedema: torch.T
     valid:
         (B,) 1.0 where the oedema target is known.
     """
-    loss = _DICE_CE(logits[:, :OEDEMA_CHANNEL], label)
+    classes = logits[:, :OEDEMA_CHANNEL]
+    weight = torch.tensor(CE_WEIGHTS, dtype=classes.dtype, device=classes.device)
+    loss = _DICE(classes, label) + torch.nn.functional.cross_entropy(classes, label[:, 0].long(), weight=weight)
     if float(valid.sum()) > 0:
         o_logit = logits[:, OEDEMA_CHANNEL:]
         bce = torch.nn.functional.binary_cross_entropy_with_logits(o_logit, oedema, reduction="none")

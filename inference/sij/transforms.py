@@ -180,7 +180,7 @@ def training_transforms(
     """``(deterministic part, random part)`` of the training preprocessing.
 
     The deterministic part is cached per case; the random part crops ``samples`` patches
-    (biased towards fat metaplasia), mirrors and jitters intensities.
+    (70 % centred on fat metaplasia), mirrors and jitters intensities.
     """
     fixed = inference_transforms(spacing_mm)
     keys = ["image", "label", "oedema"]
@@ -192,7 +192,7 @@ def training_transforms(
                 label_key="label",
                 spatial_size=patch_size,
                 num_classes=len(SOFTMAX_LABELS),
-                ratios=[0.15, 0.55, 0.1, 0.1, 0.1],
+                ratios=[0.1, 0.7, 0.1, 0.05, 0.05],
                 num_samples=samples,
                 warn=False,
             ),

@@ -117,3 +117,17 @@ def test_flip_tta_keeps_left_and_right() -> None:
     probs = SijInferer(patch_size=(4, 32, 32), flip_tta=True)(torch.zeros(1, 2, 4, 32, 32), left_everywhere)
     left = probs[0, SOFTMAX_LABELS.index(SijLabel.ILIUM_LEFT)]
     assert float(left[..., 20:].mean()) > 0.9 and float(left[..., :12].mean()) < 0.1
+
+
+def test_ilia_take_the_side_they_lie_on() -> None:
+    case = toy_case(11)
+    swapped = case.t1_labels.copy()
+    swapped[case.t1_labels == SijLabel.ILIUM_LEFT] = SijLabel.ILIUM_RIGHT  # network confused the sides
+    swapped[case.t1_labels == SijLabel.ILIUM_RIGHT] = SijLabel.ILIUM_LEFT
+    from inference.sij.pipeline import lateralise_ilia
+
+    assert np.array_equal(lateralise_ilia(swapped, case.affine), case.t1_labels)
+    mirrored = case.affine.copy()
+    mirrored[:3, 2] *= -1  # columns now run towards the patient's right
+    flipped = lateralise_ilia(case.t1_labels, mirrored)
+    assert np.array_equal(flipped == SijLabel.ILIUM_LEFT, case.t1_labels == SijLabel.ILIUM_RIGHT)
