@@ -11,10 +11,12 @@ timeout. Nothing is raised for a peer's behaviour: the caller (the retry loop in
 
 Speed (BENCHMARKING.md): pynetdicom never sets ``TCP_NODELAY`` and Nagle's
 algorithm with delayed ACKs stalls every request about 40 ms, which is why its SCU
-was measured at ~20 instances/s; the option is set on the association's socket as
-soon as it is established. Files are sent as stored (pynetdicom's chunked mode
-streams the bytes after the file meta; nothing is decoded or re-encoded), and our
-maximum PDU size is ``settings.network.maximum_pdu_size`` (0 = unlimited).
+was measured at ~20 instances/s; the option is set on the socket as soon as the
+connection opens. Files are sent as stored (the bytes after the file meta are
+streamed, as pynetdicom's chunked mode does, but for our requests only: nothing
+is decoded or re-encoded), and our maximum PDU size is
+``settings.network.maximum_pdu_size`` (0 = unlimited). docs/delivery.md has the
+measurements.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
@@ -146,6 +148,8 @@ class _Item:
     sop_instance_uid: str = ""
     transfer_syntax: str = ""
     size: int = 0
+    #: where the data set starts in the file (after the file meta)
+    offset: int = 0
     error: str | None = None
 
 
@@ -162,7 +166,7 @@ def _inspect(obj: str | os.PathLike[str] | Dataset) -> _Item:
     path = Path(obj)
     item = _Item(path)
     try:
-        meta, _ = split_dataset(path)  # reads the file meta only
+        meta, item.offset = split_dataset(path)  # reads the file meta only
         item.sop_class_uid = str(meta.MediaStorageSOPClassUID)
         item.sop_instance_uid = str(meta.MediaStorageSOPInstanceUID)
         item.transfer_syntax = str(meta.TransferSyntaxUID)
@@ -237,17 +241,48 @@ def _keep_responses(assoc: Association) -> None:
     assoc._serve_request = serve  # type: ignore[method-assign]
 
 
-def _accepted(assoc: Association, item: _Item) -> tuple[bool, bool]:
-    """Whether the stored syntax is accepted as is, and whether an uncompressed one is."""
-    exact = convertible = False
+def _accepted(assoc: Association, item: _Item) -> tuple[int | None, bool]:
+    """The context accepting the stored syntax as is, and whether an uncompressed one is."""
+    exact: int | None = None
+    convertible = False
     for cx in assoc.accepted_contexts:
         if cx.abstract_syntax != item.sop_class_uid:
             continue
-        if cx.transfer_syntax[0] == item.transfer_syntax:
-            exact = True
+        if cx.transfer_syntax[0] == item.transfer_syntax and exact is None:
+            exact = cx.context_id
         elif cx.transfer_syntax[0] in _UNCOMPRESSED:
             convertible = True
     return exact, convertible and item.transfer_syntax in _UNCOMPRESSED
+
+
+def _stream_file(assoc: Association, item: _Item, context_id: int, message_id: int) -> Dataset:
+    """``send_c_store`` for a file sent as stored, without pynetdicom's process-wide switch.
+
+    pynetdicom streams a file's bytes only when ``_config.STORE_SEND_CHUNKED_DATASET``
+    is set, for every caller in the process (and then never converts between
+    syntaxes, which breaks other senders in the same process, e.g. the demo's).
+    This is its chunked branch of ``send_c_store`` (3.0.4) for our own request.
+    """
+    req = C_STORE()
+    req.MessageID = message_id
+    req.Priority = 2
+    req.AffectedSOPClassUID = UID(item.sop_class_uid)
+    req.AffectedSOPInstanceUID = UID(item.sop_instance_uid)
+    req._dataset_path = (Path(str(item.source)), item.offset)
+    # pause the association's reactor, as send_c_store does (see _keep_responses)
+    assoc._reactor_checkpoint.clear()
+    deadline = time.monotonic() + 5.0
+    while not assoc._is_paused and assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.0001)
+    try:
+        assoc.dimse.send_msg(req, context_id)
+        _, rsp = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
+    if rsp is None:  # DIMSE timeout or abort
+        assoc._handle_no_response()
+        return Dataset()
+    return assoc._check_received_status(rsp)
 
 
 def _classify_status(status: int) -> Failure | None:
@@ -345,8 +380,6 @@ def _send(
     accept_warnings: bool,
     log_extra: dict[str, str | None],
 ) -> None:
-    # send files as stored: pynetdicom streams the bytes after the file meta
-    _config.STORE_SEND_CHUNKED_DATASET = True
     ae = _build_ae(settings)
     contexts = _contexts(items[i] for i in sendable)
     connection = _Connection()
@@ -377,19 +410,19 @@ def _send(
                     detail="not sent: the association had ended",
                 )
                 continue
-            outcomes[i] = _store_one(assoc, item, accept_warnings, report)
+            outcomes[i] = _store_one(assoc, item, accept_warnings, report, message_id=i + 1)
     finally:
         if assoc.is_established:
             assoc.release()
 
 
 def _store_one(
-    assoc: Association, item: _Item, accept_warnings: bool, report: SendReport
+    assoc: Association, item: _Item, accept_warnings: bool, report: SendReport, message_id: int
 ) -> InstanceOutcome:
     uid, cls = item.sop_instance_uid, item.sop_class_uid
     exact, convertible = _accepted(assoc, item)
     source: Path | Dataset = item.source
-    if not exact:
+    if exact is None:
         if not convertible:
             return InstanceOutcome(
                 uid, cls, failure=Failure.NO_CONTEXT,
@@ -404,7 +437,10 @@ def _store_one(
                 )
     sent_at = time.monotonic()
     try:
-        rsp = assoc.send_c_store(source)
+        if exact is not None and isinstance(source, Path):
+            rsp = _stream_file(assoc, item, exact, message_id)
+        else:
+            rsp = assoc.send_c_store(source, msg_id=message_id)
     except (OSError, ValueError, AttributeError, RuntimeError) as exc:
         if not assoc.is_established:
             report.association_failure = Failure.ABORTED
