@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicom_node.results.errors import ResultsEncodingError
 from dicom_node.results.identity import MANUFACTURER, MODEL_NAME, SOFTWARE_VERSION, ModelIdentity
@@ -23,7 +23,7 @@ __all__ = ["ENCAPSULATED_PDF", "build_pdf", "minimal_pdf"]
 
 logger = logging.getLogger(__name__)
 
-ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+ENCAPSULATED_PDF = UID("1.2.840.10008.5.1.4.1.1.104.1")
 _PATIENT_STUDY = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
     "ReferringPhysicianName", "StudyID", "AccessionNumber", "IssuerOfPatientID", "StudyDescription",
@@ -107,14 +107,14 @@ def build_pdf(
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = ENCAPSULATED_PDF
     ds.SOPInstanceUID = sop_instance_uid
     ds.SpecificCharacterSet = source.get("SpecificCharacterSet", "ISO_IR 100")
     for keyword in _PATIENT_STUDY:
         if keyword in source:
-            setattr(ds, keyword, source.data_element(keyword).value)
+            setattr(ds, keyword, source[keyword].value)
         elif keyword in _TYPE2:
             setattr(ds, keyword, None)
     ds.Modality = "DOC"
