@@ -65,10 +65,14 @@ class RecordingSCP:
     status: int = 0x0000
     port: int = 0
     stored: list[str] = field(default_factory=list)
+    #: the transfer syntax of each stored instance
+    syntaxes: list[str] = field(default_factory=list)
     requests: int = 0
     associations: int = 0
     hook: Callable[[Any], None] | None = None
     require_called_aet: bool = False
+    #: the transfer syntaxes accepted (default: all)
+    transfer_syntaxes: list[str] | None = None
     _server: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,7 +82,7 @@ class RecordingSCP:
         ae.require_called_aet = self.require_called_aet
         ae.add_supported_context(Verification)
         for uid in RESULT_SOP_CLASSES:
-            ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(uid, self.transfer_syntaxes or ALL_TRANSFER_SYNTAXES)
         handlers = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -105,6 +109,7 @@ class RecordingSCP:
             status = self.status
             if status == 0:
                 self.stored.append(str(event.request.AffectedSOPInstanceUID))
+                self.syntaxes.append(str(event.context.transfer_syntax))
         return status
 
 

@@ -33,6 +33,7 @@ def test_one_association_per_study_all_objects(
     assert scp.stored == sent
     assert report.delivered == sent
     assert report.bytes_sent == sum(f.stat().st_size for f in files)
+    assert scp.syntaxes == ["1.2.840.10008.1.2.1"] * 5  # as stored
 
 
 def test_failure_status_is_a_failure(scp: RecordingSCP, settings: Settings, tmp_path: Path) -> None:
@@ -124,3 +125,19 @@ def test_response_taken_by_the_reactor_goes_back_to_the_sender(scp: RecordingSCP
         assert (context_id, msg) == (1, rsp)
     finally:
         assoc.release()
+
+
+def test_converted_when_the_stored_syntax_is_refused(settings: Settings, tmp_path: Path) -> None:
+    from pynetdicom import _config
+
+    implicit = "1.2.840.10008.1.2"
+    peer = RecordingSCP(transfer_syntaxes=[implicit]).start(free_port())
+    try:
+        _, files = make_study(tmp_path / "out", 2)  # explicit VR little endian
+        report = send_study(_dest(peer.port), files, settings=settings)
+    finally:
+        peer.stop()
+    assert report.ok, [o.describe() for o in report.outcomes]
+    assert peer.syntaxes == [implicit, implicit]
+    # the sender leaves pynetdicom's process-wide settings alone
+    assert _config.STORE_SEND_CHUNKED_DATASET is False
