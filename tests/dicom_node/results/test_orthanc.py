@@ -1,4 +1,4 @@
-"""Orthanc (a real PACS) accepts the SEG and SR into the source study; a re-run replaces, not duplicates."""
+"""Orthanc (a real PACS) accepts the SEG, SR, key images and PDF into the source study; a re-run replaces, not duplicates."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.results import encode_ldh, encode_sij
+from dicom_node.results import ResultOptions, encode_ldh, encode_sij
 from dicom_node.results.offline import write_objects
 
 from tests.dicom_node.results.conftest import LumbarCase, SijCase
@@ -14,8 +14,9 @@ from tests.dicom_node.results.orthanc import running_orthanc
 
 
 def test_orthanc_accepts_results_in_the_source_study(lumbar: LumbarCase, sij: SijCase, tmp_path: Path) -> None:
-    ldh = encode_ldh(lumbar.result, lumbar.axial)
-    sij_out = encode_sij(sij.result, [sij.t1])
+    everything = ResultOptions(secondary_capture=True, pdf=True)
+    ldh = encode_ldh(lumbar.result, lumbar.axial, everything)
+    sij_out = encode_sij(sij.result, [sij.t1], everything)
     files = write_objects(ldh.datasets, tmp_path / "ldh") + write_objects(sij_out.datasets, tmp_path / "sij")
     sources = [h.filename for v in lumbar.axial for h in v.headers[:1]] + [sij.t1.headers[0].filename]
     with running_orthanc(tmp_path / "orthanc") as pacs:
@@ -27,7 +28,7 @@ def test_orthanc_accepts_results_in_the_source_study(lumbar: LumbarCase, sij: Si
         assert set(pacs.get("/studies")) == studies_before  # no new study: same Study Instance UID
         for answer, path in zip(answers, files):
             tags = pacs.get(f"/instances/{answer['ID']}/simplified-tags")
-            assert tags["Modality"] in ("SEG", "SR")
+            assert tags["Modality"] in ("SEG", "SR", "OT", "DOC")
             assert tags["SOPInstanceUID"] and tags["PatientID"]
             assert answer["ParentStudy"] in studies_before
         n_instances = len(pacs.get("/instances"))
@@ -36,7 +37,7 @@ def test_orthanc_accepts_results_in_the_source_study(lumbar: LumbarCase, sij: Si
         assert again == ["AlreadyStored"] * len(files)
         assert len(pacs.get("/instances")) == n_instances
         series = {pacs.get(f"/series/{a['ParentSeries']}")["MainDicomTags"].get("SeriesNumber") for a in answers}
-        assert series == {"9001", "9002", "9011", "9012"}
+        assert series == {"9001", "9002", "9003", "9004", "9011", "9012", "9013", "9014"}
 
 
 @pytest.fixture(autouse=True)
