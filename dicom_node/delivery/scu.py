@@ -177,7 +177,7 @@ def _inspect(obj: str | os.PathLike[str] | Dataset) -> _Item:
 
 
 def _contexts(items: Iterable[_Item]) -> list[PresentationContext]:
-    """One context per (SOP class, stored syntax), plus uncompressed ones per class."""
+    """One context per (SOP class, stored syntax), plus one with both uncompressed syntaxes."""
     wanted: dict[str, list[str]] = {uid: [] for uid in RESULT_SOP_CLASSES}
     for item in items:
         if item.error is None:
@@ -186,10 +186,11 @@ def _contexts(items: Iterable[_Item]) -> list[PresentationContext]:
                 syntaxes.append(item.transfer_syntax)
     contexts: list[PresentationContext] = []
     for sop_class, syntaxes in wanted.items():
-        # the stored syntax alone first, so the peer can accept exactly it
+        # each stored syntax alone, so that the peer accepts exactly it (a peer picks
+        # one syntax per context, pynetdicom's in its own order: implicit VR first)
         for ts in syntaxes:
-            if ts not in _UNCOMPRESSED:
-                contexts.append(_context(sop_class, [ts]))
+            contexts.append(_context(sop_class, [ts]))
+        # and the uncompressed ones, to convert to when a stored syntax is refused
         contexts.append(_context(sop_class, list(_UNCOMPRESSED)))
     if len(contexts) > _MAX_CONTEXTS:
         logger.warning("%d presentation contexts, only %d proposed", len(contexts), _MAX_CONTEXTS)
