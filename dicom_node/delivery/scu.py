@@ -403,9 +403,9 @@ def _send(
     try:
         for i in sendable:
             item = items[i]
-            if not assoc.is_established:
-                failure = Failure.ABORTED if report.association_failure is None else (
-                    report.association_failure)
+            # a lost response leaves the association unusable (pynetdicom aborts it)
+            if report.association_failure is not None or not assoc.is_established:
+                failure = report.association_failure or Failure.ABORTED
                 outcomes[i] = InstanceOutcome(
                     item.sop_instance_uid, item.sop_class_uid, failure=failure,
                     detail="not sent: the association had ended",

@@ -141,3 +141,45 @@ def test_converted_when_the_stored_syntax_is_refused(settings: Settings, tmp_pat
     assert peer.syntaxes == [implicit, implicit]
     # the sender leaves pynetdicom's process-wide settings alone
     assert _config.STORE_SEND_CHUNKED_DATASET is False
+
+
+def test_peer_abort_fails_the_rest(settings: Settings, tmp_path: Path) -> None:
+    peer = RecordingSCP()
+    seen: list[int] = []
+
+    def abort_on_second(event: object) -> None:
+        seen.append(1)
+        if len(seen) == 2:
+            event.assoc.abort()  # type: ignore[attr-defined]
+
+    peer.hook = abort_on_second
+    peer.start(free_port())
+    settings = settings.model_copy(
+        update={"network": settings.network.model_copy(update={"dimse_timeout": 20.0})}
+    )
+    try:
+        _, files = make_study(tmp_path / "out", 4)
+        report = send_study(_dest(peer.port), files, settings=settings)
+    finally:
+        peer.stop()
+    assert report.outcomes[0].ok
+    assert [o.failure for o in report.outcomes[1:]] == [Failure.ABORTED] * 3
+    assert report.association_failure is Failure.ABORTED
+
+
+def test_no_response_in_time_is_a_timeout(settings: Settings, tmp_path: Path) -> None:
+    import time
+
+    peer = RecordingSCP()
+    peer.hook = lambda event: time.sleep(2.0)  # answers after our DIMSE timeout
+    peer.start(free_port())
+    settings = settings.model_copy(
+        update={"network": settings.network.model_copy(update={"dimse_timeout": 0.5})}
+    )
+    try:
+        _, files = make_study(tmp_path / "out", 2)
+        report = send_study(_dest(peer.port), files, settings=settings)
+    finally:
+        peer.stop()
+    assert [o.failure for o in report.outcomes] == [Failure.TIMEOUT, Failure.TIMEOUT]
+    assert report.association_failure is Failure.TIMEOUT
