@@ -219,7 +219,13 @@ class DeliveryWorker:
         self, destination: str, studies: dict[str, list[OutboxItem]], now: datetime
     ) -> None:
         for study_uid, group in studies.items():
-            verdicts = self._deliver(study_uid, destination, group)
+            try:
+                verdicts = self._deliver(study_uid, destination, group)
+            except Exception as exc:  # the edge: a bug must not leave rows "sending"
+                logger.exception("sending to %s failed", destination,
+                                 extra={"study_uid": study_uid, "destination": destination})
+                error = f"sender error: {type(exc).__name__}: {exc}"
+                verdicts = {item.delivery_id: _Verdict(False, error) for item in group}
             self._record(study_uid, group, verdicts, now)
 
     def _deliver(

@@ -194,3 +194,17 @@ def test_two_destinations_one_down(outbox: Outbox, scp: RecordingSCP, settings: 
     assert sorted(scp.stored) == sorted(uids) and scp.associations == 1
     states = {(r.destination, r.state) for r in _rows(outbox)}
     assert states == {("pacs", DeliveryState.DELIVERED), ("down", DeliveryState.FAILED)}
+
+
+def test_a_sender_that_raises_leaves_no_row_sending(outbox: Outbox, settings: Settings) -> None:
+    settings = with_destination(settings, free_port())
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    outbox.add_study(2, ["pacs"])
+    worker = DeliveryWorker(settings, outbox.sessions, outbox.store, send=broken)
+    assert worker.run_once(at(0)) == 2
+    rows = _rows(outbox)
+    assert {r.state for r in rows} == {DeliveryState.FAILED}
+    assert all("RuntimeError: bug" in (r.last_error or "") for r in rows)
