@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from dicom_node.assembly import StudyAssembler, StudyCompleted
+from dicom_node.ops.http import OpsServer
+from dicom_node.ops.node import start_ops_server
 from dicom_node.scp import Receiver, start_scp
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.store import InstanceStore
@@ -63,6 +65,7 @@ class Node:
         self.assembler: StudyAssembler | None = None
         self.ae: AE | None = None
         self.server: ThreadedAssociationServer | None = None
+        self.ops: OpsServer | None = None
 
     def start(self) -> None:
         """Open the database (migrating it), sweep the store, start SCP and assembler."""
@@ -82,6 +85,7 @@ class Node:
         )
         self.ae, self.server = start_scp(settings, self.receiver)
         self.assembler.start()
+        self.ops = start_ops_server(self)  # /healthz, /readyz, /metrics on http_port
 
     @property
     def address(self) -> tuple[str, int]:
@@ -92,6 +96,9 @@ class Node:
 
     def stop(self, grace_seconds: float = 30.0) -> None:
         """Stop accepting, finish in-flight C-STOREs, then close everything."""
+        if self.ops is not None:
+            self.ops.stop()
+            self.ops = None
         if self.server is not None:
             self.server.shutdown()  # no new associations
         if self.receiver is not None:

@@ -11,13 +11,15 @@ Families
 ``dicom_node_instances_received_total``, ``dicom_node_received_bytes_total``
     Instances indexed (each stored version counts) and their bytes.
 ``dicom_node_studies{state}``, ``dicom_node_studies_completed_total``
-    Studies by assembly state; studies that completed at least once.
+    Studies by assembly state (every state, zeros included); studies that
+    completed at least once.
 ``dicom_node_jobs{pipeline,state}``
-    Job rows by state.
+    Job rows by state (every state of each pipeline that has jobs).
 ``dicom_node_inference_duration_seconds{pipeline}``
     Histogram of ``finished_at - started_at`` of succeeded jobs (the last attempt).
 ``dicom_node_deliveries{destination,state}``
-    Delivery rows (one per result and destination) by state.
+    Delivery rows (one per result and destination) by state (every state of each
+    destination that has rows).
 ``dicom_node_associations_rejected_total``, ``dicom_node_associations_aborted_total``
     From the audit trail.
 ``dicom_node_store_failures_total{status}``
@@ -41,7 +43,16 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import AuditEvent, Delivery, Instance, Job, JobState, Study
+from storage.models import (
+    AuditEvent,
+    Delivery,
+    DeliveryState,
+    Instance,
+    Job,
+    JobState,
+    Study,
+    StudyState,
+)
 from storage.store import InstanceStore
 
 __all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "Family", "collect_metrics", "render"]
@@ -122,8 +133,10 @@ def database_families(session: Session) -> list[Family]:
     received.add(size)
 
     studies = Family("dicom_node_studies", "gauge", "Studies by assembly state.")
-    for state, n in session.execute(sa.select(Study.state, sa.func.count()).group_by(Study.state)):
-        studies.add(n, state=state.value)
+    by_state = {state: n for state, n in session.execute(
+        sa.select(Study.state, sa.func.count()).group_by(Study.state))}
+    for study_state in StudyState:
+        studies.add(by_state.get(study_state, 0), state=study_state.value)
     completed = Family("dicom_node_studies_completed_total", "counter",
                        "Studies that completed assembly at least once.")
     completed.add(session.scalar(
@@ -133,8 +146,10 @@ def database_families(session: Session) -> list[Family]:
     rows = session.execute(
         sa.select(Job.pipeline, Job.state, sa.func.count()).group_by(Job.pipeline, Job.state)
     )
-    for pipeline, job_state, n in sorted(rows, key=lambda r: (r[0], r[1].value)):
-        jobs.add(n, pipeline=pipeline, state=job_state.value)
+    job_counts = {(pipeline, job_state): n for pipeline, job_state, n in rows}
+    for pipeline in sorted({p for p, _ in job_counts}):  # every state of each pipeline seen
+        for job_state in JobState:
+            jobs.add(job_counts.get((pipeline, job_state), 0), pipeline=pipeline, state=job_state.value)
 
     durations: dict[str, list[float]] = {}
     for pipeline, started, finished in session.execute(
@@ -155,8 +170,11 @@ def database_families(session: Session) -> list[Family]:
         sa.select(Delivery.destination, Delivery.state, sa.func.count())
         .group_by(Delivery.destination, Delivery.state)
     )
-    for destination, delivery_state, n in sorted(delivery_rows, key=lambda r: (r[0], r[1].value)):
-        deliveries.add(n, destination=destination, state=delivery_state.value)
+    delivery_counts = {(dest, delivery_state): n for dest, delivery_state, n in delivery_rows}
+    for destination in sorted({d for d, _ in delivery_counts}):
+        for delivery_state in DeliveryState:
+            deliveries.add(delivery_counts.get((destination, delivery_state), 0),
+                           destination=destination, state=delivery_state.value)
 
     audit = dict(
         ((kind, outcome), n) for kind, outcome, n in session.execute(

@@ -29,9 +29,9 @@ def node_probes(node: Node) -> dict[str, Probe]:
     assert node.session_factory is not None and node.store is not None, "node not started"
     settings = node.settings
     threads: dict[str, int] = {}
-    if node.delivery is not None:
+    if getattr(node, "delivery", None) is not None:
         threads["delivery"] = 1
-    if node.executor is not None and settings.executor == "local":
+    if getattr(node, "executor", None) is not None and settings.executor == "local":
         threads["job-worker-"] = settings.workers
     models = settings.models
     return {
@@ -52,8 +52,12 @@ def _in_flight(node: Node) -> float:
     return float(node.receiver.in_flight) if node.receiver is not None else 0.0
 
 
-def start_ops_server(node: Node) -> OpsServer:
-    """Start ``/healthz``, ``/readyz`` and ``/metrics`` for a started ``node``."""
+def start_ops_server(node: Node) -> OpsServer | None:
+    """Start ``/healthz``, ``/readyz`` and ``/metrics`` for a started ``node``.
+
+    Returns ``None`` (after logging an error) when ``http_port`` cannot be bound:
+    the DICOM service goes on without its HTTP endpoint rather than not at all.
+    """
     assert node.session_factory is not None, "node not started"
     gauges: dict[str, tuple[str, Callable[[], float]]] = {
         "dicom_node_active_associations": (
@@ -67,5 +71,10 @@ def start_ops_server(node: Node) -> OpsServer:
         node.settings.host, node.settings.http_port, probes=node_probes(node),
         metrics=functools.partial(collect_metrics, node.session_factory, node.store, gauges=gauges),
     )
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        logger.error("health and metrics endpoint not started: cannot listen on %s:%d (%s)",
+                     node.settings.host, node.settings.http_port, exc.strerror or exc)
+        return None
     return server

@@ -128,7 +128,10 @@ def test_metrics_are_counted_from_the_database(ops: OpsServer, factory: sessionm
     assert value(s, "dicom_node_received_bytes_total") == 1000 + 1001 + 1002 + 1000 + 1001
     assert value(s, "dicom_node_studies", state="complete") == 1
     assert value(s, "dicom_node_studies", state="receiving") == 1
+    assert value(s, "dicom_node_studies", state="amended") == 0
     assert value(s, "dicom_node_studies_completed_total") == 1
+    assert value(s, "dicom_node_jobs", pipeline="ldh", state="dead") == 0
+    assert value(s, "dicom_node_deliveries", destination="backup", state="pending") == 0
     assert value(s, "dicom_node_jobs", pipeline="ldh", state="succeeded") == 3
     assert value(s, "dicom_node_jobs", pipeline="sij", state="dead") == 1
     assert value(s, "dicom_node_jobs", pipeline="sij", state="pending") == 1
