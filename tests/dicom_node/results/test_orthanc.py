@@ -13,6 +13,7 @@ from tests.dicom_node.results.conftest import LumbarCase, SijCase
 from tests.dicom_node.results.orthanc import running_orthanc
 
 
+@pytest.mark.integration
 def test_orthanc_accepts_results_in_the_source_study(lumbar: LumbarCase, sij: SijCase, tmp_path: Path) -> None:
     everything = ResultOptions(secondary_capture=True, pdf=True)
     ldh = encode_ldh(lumbar.result, lumbar.axial, everything)
