@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from dicom_node.results.errors import ResultsInputError
 from dicom_node.results.identity import PDF, instance_uid, series_number, series_uid
 from dicom_node.results.pdf import build_pdf
 from dicom_node.results.seg_ldh import PIPELINE as LDH, ldh_model
@@ -19,6 +20,8 @@ __all__ = ["ldh_pdf", "sij_pdf"]
 def ldh_pdf(result: LdhResult, sources: SourceIndex) -> Dataset:
     """Lumbar report: the summary, then one line per disc level with its measurements."""
     model = ldh_model(result)
+    if not result.segmentations or not result.segmentations[0].slices:
+        raise ResultsInputError("the lumbar result names no source slice")
     source = sources.get(result.segmentations[0].slices[0].sop_instance_uid)
     study = str(source.StudyInstanceUID)
     lines = [ldh_summary(result, with_notice=False), ""]

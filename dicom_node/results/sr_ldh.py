@@ -24,6 +24,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_node.results import codes
+from dicom_node.results.errors import ResultsInputError
 from dicom_node.results.identity import SR, instance_uid, series_number, series_uid
 from dicom_node.results.seg_ldh import PIPELINE, herniation_tracking, ldh_model
 from dicom_node.results.sources import SourceIndex
@@ -150,8 +151,6 @@ def encode_ldh_sr(result: LdhResult, sources: SourceIndex, segs: Sequence[Datase
     slice_uids = [s.sop_instance_uid for seg in result.segmentations for s in seg.slices]
     images = sources.datasets(slice_uids)
     if not images:
-        from dicom_node.results.errors import ResultsInputError
-
         raise ResultsInputError("the lumbar result names no source slice")
     study_uid = str(images[0].StudyInstanceUID)
     lookup = segment_lookup(segs)

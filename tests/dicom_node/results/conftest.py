@@ -72,7 +72,6 @@ def sij_result(folder: Path, *, with_stir: bool = True, version: str = "1.0") ->
     stir_uid = None
     if with_stir and (folder / "labels" / "cor_stir.npz").exists():
         stir_labels = _labels_by_uid(folder / "labels" / "cor_stir.npz")
-        oedema = np.stack(list(stir_labels.values())) == SijLabel.OEDEMA
         (stir,) = load_volumes(folder / "dicom" / "cor_stir")
         oedema = np.stack([stir_labels[u] for u in stir.sop_instance_uids]) == SijLabel.OEDEMA
         stir_uid = stir.series_instance_uid

@@ -1,4 +1,4 @@
-"""Orthanc (a real PACS) accepts the SEG, SR, key images and PDF into the source study; a re-run replaces, not duplicates."""
+"""Orthanc (a real PACS) accepts SEG, SR, key images and PDF into the source study; re-runs replace."""
 
 from __future__ import annotations
 
