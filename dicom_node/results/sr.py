@@ -137,20 +137,17 @@ def build_report(
 
 
 def referenced_segment(seg: Dataset, segment_number: int) -> hd.sr.ReferencedSegment:
-    """A reference to one segment of ``seg`` with the source images the SEG was made on.
+    """A reference to one segment of ``seg`` with the source series it was made on.
 
-    Built from the SEG's Referenced Series Sequence rather than
-    :meth:`hd.sr.ReferencedSegment.from_segmentation`, which (highdicom 0.28) fails on a
-    SEG with one segment (its Segment Identification is then in the shared functional groups).
+    The source is given as the series (TID 1411 "Source series for segmentation", one
+    UIDREF), as dcmqi writes it (Slicer's QuantitativeReporting reads what dcmqi writes).
+    Built by hand because :meth:`hd.sr.ReferencedSegment.from_segmentation` (highdicom 0.28)
+    fails on a SEG with one segment (its Segment Identification is then in the shared
+    functional groups).
     """
-    images = [
-        hd.sr.SourceImageForSegmentation(str(inst.ReferencedSOPClassUID), str(inst.ReferencedSOPInstanceUID))
-        for series in seg.ReferencedSeriesSequence
-        for inst in series.ReferencedInstanceSequence
-    ]
     return hd.sr.ReferencedSegment(
         sop_class_uid=str(seg.SOPClassUID),
         sop_instance_uid=str(seg.SOPInstanceUID),
         segment_number=segment_number,
-        source_images=images,
+        source_series=hd.sr.SourceSeriesForSegmentation(str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)),
     )
