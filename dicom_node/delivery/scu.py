@@ -78,7 +78,7 @@ class Failure(str, enum.Enum):
     TIMEOUT = "timeout"
     #: the response's status is a failure (0xAxxx, 0xCxxx, ...)
     STATUS_FAILURE = "status-failure"
-    #: the response's status is a warning (0xB000, 0xB006, 0xB007): not counted as delivered
+    #: the response's status is a warning (0xBxxx, 0x0001, 0x0107, 0x0116): not delivered
     STATUS_WARNING = "status-warning"
     #: the peer accepted no presentation context for the object's SOP class and syntax
     NO_CONTEXT = "no-context"
@@ -287,9 +287,10 @@ def _stream_file(assoc: Association, item: _Item, context_id: int, message_id: i
 
 
 def _classify_status(status: int) -> Failure | None:
+    """PS3.7 C: 0x0000 success; 0x0001, 0xBxxx, 0x0107, 0x0116 warnings; the rest failures."""
     if status == 0x0000:
         return None
-    if status in (0xB000, 0xB006, 0xB007) or (status & 0xF000) == 0xB000:
+    if (status & 0xF000) == 0xB000 or status in (0x0001, 0x0107, 0x0116):
         return Failure.STATUS_WARNING
     return Failure.STATUS_FAILURE
 
