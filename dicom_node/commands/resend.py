@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dicom_node.cli import settings_from_args
+
+if TYPE_CHECKING:  # imported when needed: the CLI starts faster
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from config.settings import Settings
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -40,17 +45,18 @@ def _run(args: argparse.Namespace) -> int:
         skipped = len(ids) - count
         print(f"resend: {count} deliveries queued again"
               + (f" ({skipped} skipped: missing or being sent)" if skipped else ""))
-        if not ids:
-            print("resend: nothing matched", file=sys.stderr)
+        if count == 0:
+            print("resend: nothing to send again", file=sys.stderr)
             return 1
-        if args.send and count:
+        if args.send:
             return _send_now(settings, sessions, ids)
     finally:
         engine.dispose()
     return 0
 
 
-def _send_now(settings: Any, sessions: Any, ids: list[int]) -> int:
+def _send_now(settings: Settings, sessions: sessionmaker[Session], ids: list[int]) -> int:
+    """Send due deliveries from this process until none is due; 0 if all of ``ids`` arrived."""
     import sqlalchemy as sa
 
     from dicom_node.delivery.worker import DeliveryWorker
