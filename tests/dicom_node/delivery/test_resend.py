@@ -67,3 +67,4 @@ def test_resend_study_and_all_dead(
     assert sorted(scp.stored) == sorted(first_uids + second_uids)
 
     assert main(["--config", str(config), "resend", "--all-dead"]) == 1  # nothing dead now
+    assert main(["--config", str(config), "resend", "--delivery", "99999"]) == 1  # no such row
