@@ -183,3 +183,11 @@ def test_no_response_in_time_is_a_timeout(settings: Settings, tmp_path: Path) ->
         peer.stop()
     assert [o.failure for o in report.outcomes] == [Failure.TIMEOUT, Failure.TIMEOUT]
     assert report.association_failure is Failure.TIMEOUT
+
+
+def test_datasets_are_sent_too(scp: RecordingSCP, settings: Settings, tmp_path: Path) -> None:
+    _, files = make_study(tmp_path / "out", 2)
+    datasets = [pydicom.dcmread(f) for f in files]
+    report = send_study(_dest(scp.port), datasets, settings=settings)
+    assert report.ok, [o.describe() for o in report.outcomes]
+    assert scp.stored == [str(ds.SOPInstanceUID) for ds in datasets]
