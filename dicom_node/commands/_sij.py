@@ -31,6 +31,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=0, metavar="N",
                         help="first write N SIJ phantom studies into --data (seeds --phantom-seed ...)")
     parser.add_argument("--phantom-seed", type=int, default=1000, help="seed of the first phantom (default 1000)")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N studies (sorted by path)")
     parser.add_argument("--limit", type=int, default=0, help="use at most this many studies (0: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
@@ -88,7 +89,7 @@ def _load(args: argparse.Namespace) -> list[Any]:
 
     from inference.sij.data import find_cases, load_case
 
-    paths = find_cases(args.data)
+    paths = find_cases(args.data)[args.skip :]
     if args.limit:
         paths = paths[: args.limit]
     if not paths:
@@ -117,15 +118,17 @@ def _existing_network(weights: Path) -> tuple[Any, Any, dict[str, Any]]:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train the segmentation network, then the classifier on its output; write weights + card."""
+    import dataclasses
+
     import numpy as np
     import torch
 
     from inference.runtime import seed_everything
     from inference.sij.errors import SijError
     from inference.sij.inferer import SijInferer
-    from inference.sij.pipeline import PostprocessConfig, SijPipeline
+    from inference.sij.pipeline import SijPipeline
     from inference.sij.stats import delong_auc
-    from inference.sij.training import TrainConfig, predict_all, train_classifier, train_segmentation, write_model
+    from inference.sij.training import TrainConfig, train_classifier, train_segmentation, tune_and_predict, write_model
 
     torch.set_num_threads(max(1, args.threads))
     seed_everything(args.seed)
@@ -148,7 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
         seg_s = time.monotonic() - t0
         pipeline = SijPipeline(net, inferer=SijInferer(patch_size=config.inference_patch_size, flip_tta=False),
                                spacing_mm=config.spacing_mm)
-        results = predict_all(pipeline, cases, progress=not args.no_progress)
+        fm_scale, dice_by_scale, results = tune_and_predict(pipeline, cases, progress=not args.no_progress)
         labels = [c.axspa for c in cases]
         classifier, oof = train_classifier(results, labels, seed=args.seed)
         oof_auc = delong_auc(np.asarray(labels), oof).auc
@@ -157,6 +160,7 @@ def run_train(args: argparse.Namespace) -> int:
             "final_loss_mean_last_50": float(sum(history[-50:]) / max(1, len(history[-50:]))),
             "classifier_out_of_fold_auc": oof_auc,
             "classifier_studies": len(cases),
+            "fm_dice_by_scale_on_classifier_studies": {str(k): v for k, v in dice_by_scale.items()},
         }
         if not args.classifier_only:
             metrics["segmentation_training_seconds"] = round(seg_s, 1)
@@ -165,7 +169,7 @@ def run_train(args: argparse.Namespace) -> int:
         write_model(args.out, net, config, classifier=classifier, version=args.version,
                     training_data=previous.get("training", {}).get("data", f"{len(seg_cases)} studies from {args.data}"),
                     metrics=metrics,
-                    postprocess=PostprocessConfig().__dict__)
+                    postprocess=dataclasses.asdict(pipeline.postprocess))
     except SijError as exc:
         print(f"dicom-node train sij: {exc}", file=sys.stderr)
         return 1

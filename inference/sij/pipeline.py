@@ -65,12 +65,17 @@ class PostprocessConfig:
         Probability above which a voxel is oedema.
     asas_min_area_mm2:
         Smallest oedema lesion (per slice) the ASAS rule counts.
+    fm_scale:
+        Factor on the fat-metaplasia probability before the argmax: undoes the class weight
+        of the training loss (which shifts FM's prior up), tuned on training studies and
+        stored in the model card.
     """
 
     joint_gap_mm: float = 5.0
     min_quadrant_area_mm2: float = 2.0
     oedema_threshold: float = 0.5
     asas_min_area_mm2: float = 4.0
+    fm_scale: float = 1.0
 
 
 def _rows(indices: np.ndarray, uids: tuple[str, ...], present: np.ndarray, counts: np.ndarray) -> tuple[QuadrantRow, ...]:
@@ -293,32 +298,50 @@ class SijPipeline:
         self, t1: np.ndarray, stir: np.ndarray | None, spacing: tuple[float, float, float]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Label map (uint8, :class:`SijLabel`) and oedema mask (or ``None``) on the input grid."""
+        return self.labels_from_probabilities(self.probabilities(t1, stir, spacing), stir is not None)
+
+    def probabilities(self, t1: np.ndarray, stir: np.ndarray | None, spacing: tuple[float, float, float]) -> torch.Tensor:
+        """(6, slices, rows, cols) probabilities on the input grid: 5 softmax classes, then oedema."""
         data = self._preprocess({"t1": t1, "stir": stir, "spacing": spacing})
         image = torch.as_tensor(data["image"]).unsqueeze(0).to(self.device)
         probs = self.inferer(image, self.network)[0].float().cpu()
-        native = resample_in_plane(probs, (int(t1.shape[1]), int(t1.shape[2])), mode="bilinear")
-        index = torch.argmax(native[:OEDEMA_CHANNEL], dim=0).numpy()
+        return resample_in_plane(probs, (int(t1.shape[1]), int(t1.shape[2])), mode="bilinear")
+
+    def labels_from_probabilities(self, native: torch.Tensor, has_stir: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Label map and oedema mask from (6, slices, rows, cols) probabilities on the source grid."""
+        classes = native[:OEDEMA_CHANNEL].clone()
+        classes[SOFTMAX_LABELS.index(int(SijLabel.FAT_METAPLASIA))] *= self.postprocess.fm_scale
+        index = torch.argmax(classes, dim=0).numpy()
         labels = np.asarray(SOFTMAX_LABELS, dtype=np.uint8)[index]
         oedema = None
-        if stir is not None:
+        if has_stir:
             oedema = native[OEDEMA_CHANNEL].numpy() >= self.postprocess.oedema_threshold
         return labels, oedema
+
+    def stir_for(self, t1: VolumeLike, stir: VolumeLike | None) -> tuple[VolumeLike | None, str]:
+        """The STIR volume usable with ``t1`` (same grid) or ``None``, and the note saying why not."""
+        if stir is None:
+            return None, "no STIR series"
+        if not _same_grid(t1, stir):
+            note = "STIR is not on the T1 grid; oedema not assessed"
+            logger.warning(note, extra={"series": stir.series_instance_uid})
+            return None, note
+        return stir, ""
 
     def __call__(self, t1: VolumeLike, stir: VolumeLike | None = None) -> SijResult:
         """Run the whole pipeline on a T1 volume and an optional STIR volume of the same study."""
         if t1.array.ndim != 3 or t1.array.shape[0] < 1:
             raise SijInputError(f"T1 volume must be (slices, rows, cols), got {t1.array.shape}")
-        note = ""
-        stir_array = None
-        if stir is not None:
-            if _same_grid(t1, stir):
-                stir_array = np.asarray(stir.array, dtype=np.float32)
-            else:
-                note = "STIR is not on the T1 grid; oedema not assessed"
-                logger.warning(note, extra={"series": stir.series_instance_uid})
-        else:
-            note = "no STIR series"
-        labels, oedema = self.segment(np.asarray(t1.array, dtype=np.float32), stir_array, t1.spacing)
+        used, note = self.stir_for(t1, stir)
+        stir_array = None if used is None else np.asarray(used.array, dtype=np.float32)
+        native = self.probabilities(np.asarray(t1.array, dtype=np.float32), stir_array, t1.spacing)
+        return self.result_from_probabilities(t1, used, native, note)
+
+    def result_from_probabilities(
+        self, t1: VolumeLike, stir: VolumeLike | None, native: torch.Tensor, note: str = ""
+    ) -> SijResult:
+        """Post-processing and analysis of probabilities from :meth:`probabilities`."""
+        labels, oedema = self.labels_from_probabilities(native, stir is not None)
         labels = lateralise_ilia(labels, t1.affine)
         return analyse(
             labels,
@@ -329,7 +352,7 @@ class SijPipeline:
             study_instance_uid=t1.study_instance_uid,
             frame_of_reference_uid=t1.frame_of_reference_uid,
             t1_series_instance_uid=t1.series_instance_uid,
-            stir_series_instance_uid=stir.series_instance_uid if stir_array is not None and stir else None,
+            stir_series_instance_uid=stir.series_instance_uid if stir is not None else None,
             classifier=self.classifier,
             config=self.postprocess,
             oedema_note=note,

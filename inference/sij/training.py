@@ -9,6 +9,7 @@ to two seconds per step on two cores.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -66,7 +67,7 @@ class TrainConfig:
 #: Dice over the whole batch (small lesions are absent from many patches) on the foreground classes.
 _DICE = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
 #: Cross-entropy weights per softmax class: fat metaplasia is rare and small.
-CE_WEIGHTS = (1.0, 4.0, 1.0, 1.0, 1.0)
+CE_WEIGHTS = (1.0, 20.0, 1.0, 1.0, 1.0)
 
 
 def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, oedema: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -236,3 +237,43 @@ def write_model(
 def predict_all(pipeline: SijPipeline, cases: Sequence[Any], *, progress: bool = True) -> list[SijResult]:
     """Run the pipeline over loaded cases (:class:`inference.sij.data.SijCase`)."""
     return [pipeline(c.t1, c.stir) for c in tqdm(cases, disable=not progress, desc="sij predict")]
+
+
+FM_SCALES: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01)
+
+
+def tune_and_predict(
+    pipeline: SijPipeline, cases: Sequence[Any], *, scales: Sequence[float] = FM_SCALES, progress: bool = True
+) -> tuple[float, dict[float, float], list[SijResult]]:
+    """Choose the FM probability scale with the best mean FM Dice on ``cases``; predict them with it.
+
+    Returns
+    -------
+    tuple
+        ``(best scale, {scale: mean Dice over studies with reference FM}, results at the best scale)``.
+    """
+    from inference.metrics import dice
+
+    probs = []
+    for c in tqdm(cases, disable=not progress, desc="sij predict"):
+        used, note = pipeline.stir_for(c.t1, c.stir)
+        stir_array = None if used is None else np.asarray(used.array, dtype=np.float32)
+        probs.append((used, note, pipeline.probabilities(np.asarray(c.t1.array, dtype=np.float32), stir_array,
+                                                         c.t1.spacing)))
+    table: dict[float, float] = {}
+    fm = SOFTMAX_LABELS.index(int(SijLabel.FAT_METAPLASIA))
+    for scale in scales:
+        scores = []
+        for c, (_, _, p) in zip(cases, probs):
+            ref = c.t1_labels == SijLabel.FAT_METAPLASIA
+            if not ref.any():
+                continue
+            classes = p[:OEDEMA_CHANNEL].clone()
+            classes[fm] *= scale
+            scores.append(dice((torch.argmax(classes, dim=0) == fm).numpy(), ref))
+        table[float(scale)] = float(np.mean(scores)) if scores else float("nan")
+    best = max(table, key=lambda s: -1.0 if np.isnan(table[s]) else table[s])
+    pipeline.postprocess = dataclasses.replace(pipeline.postprocess, fm_scale=best)
+    logger.info("FM scale %s (mean Dice by scale: %s)", best, table)
+    results = [pipeline.result_from_probabilities(c.t1, used, p, note) for c, (used, note, p) in zip(cases, probs)]
+    return best, table, results
