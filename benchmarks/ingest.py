@@ -178,9 +178,18 @@ class Orthanc(Receiver):
 
 class DicomNode(Receiver):
     name, aet = "dicom-node", "DICOM_NODE"
+    #: appended to the SQLite URL (``?synchronous=NORMAL`` for the variant below)
+    url_query = ""
+    #: the source tree ``serve`` runs from (``--baseline`` sets one for the variant)
+    tree = REPO
 
     def start(self) -> None:
         env = _env()
+        if self.url_query:
+            db = (self.work / "var" / "dicom-node.sqlite3").resolve()
+            env["DICOM_NODE_DATABASE_URL"] = f"sqlite:///{db}{self.url_query}"
+        if self.tree != REPO:
+            env["PYTHONPATH"] = str(self.tree)
         env.update({
             "DICOM_NODE_AE_TITLE": self.aet, "DICOM_NODE_HOST": "127.0.0.1",
             "DICOM_NODE_PORT": str(self.port), "DICOM_NODE_HTTP_PORT": str(free_port()),
@@ -189,10 +198,23 @@ class DicomNode(Receiver):
         })
         env.pop("DICOM_NODE_CONFIG", None)
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "dicom_node", "serve"], env=env, cwd=REPO,
+            [PYTHON, "-m", "dicom_node", "serve"], env=env, cwd=self.tree,
             stdout=subprocess.DEVNULL, stderr=None,
         )
         wait_echo(self.aet, self.port)
+
+
+class DicomNodeNormal(DicomNode):
+    """``serve`` with SQLite ``synchronous=NORMAL`` (survives SIGKILL, not a power loss)."""
+
+    name = "dn-normal"
+    url_query = "?synchronous=NORMAL"
+
+
+class DicomNodeBaseline(DicomNode):
+    """``serve`` from another source tree (``--baseline``): before/after in one run."""
+
+    name = "dn-base"
 
 
 class BarePynetdicom(Receiver):
@@ -248,7 +270,7 @@ def run_bare_scp(port: int, out: Path) -> int:
 
 RECEIVERS: dict[str, Callable[[Path], Receiver]] = {
     "storescp": StoreScp, "orthanc": Orthanc, "pynetdicom": BarePynetdicom,
-    "dicom-node": DicomNode,
+    "dicom-node": DicomNode, "dn-normal": DicomNodeNormal, "dn-base": DicomNodeBaseline,
 }
 
 
@@ -273,7 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=2000, help="64x64 MR instances")
     parser.add_argument("--receivers", default="storescp,orthanc,pynetdicom,dicom-node")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--baseline", type=Path, default=None,
+        help="a source tree (e.g. a 'git worktree add' of an older commit) that the receiver "
+             "'dn-base' runs serve from, to compare before/after in the same run",
+    )
     args = parser.parse_args(argv)
+    if args.baseline is not None:
+        DicomNodeBaseline.tree = args.baseline.resolve()
     names = [n for n in args.receivers.split(",") if n]
     needed = {"storescu", "echoscu"} | {"storescp"} & set(names)
     needed |= {"Orthanc"} if "orthanc" in names else set()
@@ -298,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         peak_rss: list[int] = []
         for run in range(args.runs):
-            for name in names:
+            # alternate the order, so that no receiver always runs first (page cache,
+            # load drifting over a run)
+            for name in (names if run % 2 == 0 else names[::-1]):
                 for label, (path, count, total) in datasets.items():
                     work = root / "work" / f"{name}-{label}-{run}"
                     receiver = RECEIVERS[name](work)
@@ -307,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                         seconds = send(receiver.aet, receiver.port, path)
                     finally:
                         receiver.stop()
-                        if receiver.peak_rss_kb and name == "dicom-node":
+                        if receiver.peak_rss_kb and name.startswith(("dicom-node", "dn-")):
                             peak_rss.append(receiver.peak_rss_kb)
                         shutil.rmtree(work, ignore_errors=True)
                     rates[label][name].append((count / seconds, total / 1e6 / seconds))
@@ -319,13 +350,13 @@ def main(argv: list[str] | None = None) -> int:
                    for n, v in by_name.items() if v}
             for name, (ips, mbs) in med.items():
                 print(f"  {label:5} {name:10} {ips:8.1f} instances/s {mbs:8.1f} MB/s")
-            if "dicom-node" in med:
-                ours = med["dicom-node"][0]
+            for mine in (n for n in med if n.startswith(("dicom-node", "dn-"))):
+                ours = med[mine][0]
                 for name, (ips, _) in med.items():
-                    if name != "dicom-node":
-                        print(f"  {label:5} ratio dicom-node/{name}: {ours / ips:.2f}")
+                    if name != mine and not name.startswith(("dicom-node", "dn-")):
+                        print(f"  {label:5} ratio {mine}/{name}: {ours / ips:.2f}")
         if peak_rss:
-            print(f"peak RSS of dicom-node serve: {max(peak_rss) / 1024:.0f} MiB")
+            print(f"peak RSS of dicom-node serve (any variant): {max(peak_rss) / 1024:.0f} MiB")
     finally:
         if args.keep:
             print(f"kept {root}")

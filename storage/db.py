@@ -9,7 +9,12 @@ are durable and that writes from several threads at once:
 
 * ``journal_mode=WAL`` (readers do not block the writer),
 * ``synchronous=FULL`` (a committed transaction survives a power loss, not just
-  a crash of the process),
+  a crash of the process) by default; ``synchronous=NORMAL`` only when asked for
+  explicitly, with ``?synchronous=NORMAL`` in the URL or the ``sqlite_synchronous``
+  argument: then a commit skips the WAL ``fsync`` (about a third of the time of
+  an ingested instance here) and still survives a kill of the process (SIGKILL:
+  the WAL is in the operating system's page cache), but a power loss or kernel
+  crash may roll back the last commits before a checkpoint (docs/storage.md),
 * ``busy_timeout`` of 30 s, ``foreign_keys=ON``,
 * every transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up
   front, so two writers queue on the busy timeout instead of one of them failing
@@ -45,14 +50,20 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _PG_MIGRATION_LOCK = 0x6463_6D6E  # "dcmn"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, sqlite_synchronous: str | None = None, **kwargs: Any) -> Engine:
     """Create the process's engine for ``url``.
 
     Parameters
     ----------
     url
         A SQLAlchemy URL, e.g. ``sqlite:////var/lib/dicom-node/db.sqlite3`` or
-        ``postgresql+psycopg2://user@host/dbname``.
+        ``postgresql+psycopg2://user@host/dbname``. A SQLite URL may carry
+        ``?synchronous=FULL`` or ``?synchronous=NORMAL`` (see the module
+        docstring); the parameter is ours and is not passed to the driver.
+    sqlite_synchronous
+        ``"FULL"`` or ``"NORMAL"``: SQLite's ``PRAGMA synchronous``; overrides the
+        URL's. ``None`` (the default) means the URL's, else ``"FULL"``. Ignored for
+        other databases.
     **kwargs
         Passed to :func:`sqlalchemy.create_engine` (tests use ``echo``).
 
@@ -67,21 +78,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     StorageError
         When the URL cannot be parsed or its driver is not installed.
     """
+    synchronous = "FULL"
     try:
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "sqlite":
+            synchronous = _synchronous(parsed.query.get("synchronous"), sqlite_synchronous)
+            parsed = parsed.difference_update_query(["synchronous"])
             connect_args = dict(kwargs.pop("connect_args", {}))
             connect_args.setdefault("check_same_thread", False)
             connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
             engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
-            _configure_sqlite(engine)
+            _configure_sqlite(engine, synchronous)
         else:
             kwargs.setdefault("pool_pre_ping", True)
             engine = sa.create_engine(parsed, **kwargs)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
         raise StorageError(f"cannot use database URL {_safe(url)}: {exc}") from exc
     logger.debug("engine for %s", engine.url.render_as_string(hide_password=True))
+    if engine.dialect.name == "sqlite" and synchronous != "FULL":
+        logger.warning(
+            "SQLite synchronous=%s: acknowledged instances survive a crash of the process "
+            "but the last commits may be lost on a power loss", synchronous,
+        )
     return engine
+
+
+#: the values of PRAGMA synchronous we accept: both keep the WAL consistent
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def _synchronous(from_url: Any, explicit: str | None) -> str:
+    """The ``PRAGMA synchronous`` value: ``explicit``, else the URL's, else FULL."""
+    if isinstance(from_url, tuple):  # the query key given more than once
+        from_url = from_url[-1]
+    value = explicit if explicit is not None else (from_url or "FULL")
+    value = str(value).strip().upper()
+    if value not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}, not {value!r}")
+    return value
 
 
 def _safe(url: str) -> str:
@@ -91,7 +125,7 @@ def _safe(url: str) -> str:
         return "<unparsable URL>"
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str = "FULL") -> None:
     # Writers of this process queue on a lock instead of on SQLite's busy handler,
     # which sleeps in steps of up to 100 ms and cut throughput by half to two thirds
     # with four concurrent associations (docs/storage.md). Other processes still
@@ -107,7 +141,7 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             if engine.url.database not in (None, "", ":memory:"):
                 cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()

@@ -47,6 +47,7 @@ __all__ = [
     "STUDY_ATTRS",
     "SERIES_ATTRS",
     "add_audit_event",
+    "insert_audit_event",
     "audit_events",
     "get_study",
     "instances_of_study",
@@ -75,6 +76,10 @@ SERIES_ATTRS = (
 _studies = cast(sa.Table, Study.__table__)
 _series = cast(sa.Table, Series.__table__)
 _instances = cast(sa.Table, Instance.__table__)
+_audit_events = cast(sa.Table, AuditEvent.__table__)
+# one row per C-STORE: a Core INSERT, about half a millisecond cheaper than the
+# ORM's unit of work for the same row (docs/receiver.md)
+_INSERT_AUDIT = sa.insert(_audit_events)
 
 
 def _rowcount(result: sa.Result[Any]) -> int:
@@ -415,6 +420,44 @@ def add_audit_event(
             sop_uid=sop_uid,
             detail=detail,
         )
+    )
+
+
+def insert_audit_event(
+    *,
+    session: Session,
+    kind: str,
+    outcome: str,
+    calling_ae: str | None = None,
+    called_ae: str | None = None,
+    peer: str | None = None,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    detail: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """:func:`add_audit_event`, inserted now with a Core ``INSERT`` (the hot path).
+
+    The same row in the same transaction, but written at once instead of at the
+    next flush, without the ORM's unit of work: about half a millisecond less per
+    C-STORE on the shared VM (docs/receiver.md). A value the column cannot take
+    (a naive ``now``) raises here rather than at the flush.
+    """
+    session.execute(
+        _INSERT_AUDIT,
+        {
+            "at": now or utcnow(),
+            "kind": kind,
+            "outcome": outcome,
+            "calling_ae": calling_ae,
+            "called_ae": called_ae,
+            "peer": peer,
+            "study_uid": study_uid,
+            "series_uid": series_uid,
+            "sop_uid": sop_uid,
+            "detail": detail,
+        },
     )
 
 
