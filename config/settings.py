@@ -90,15 +90,34 @@ class _Section(BaseModel):
 
 
 class Destination(_Section):
-    """A DICOM peer that results are sent to (C-STORE), or a DICOMweb STOW-RS URL."""
+    """A DICOM peer that results are sent to (C-STORE), or a DICOMweb STOW-RS service.
+
+    A C-STORE destination needs ``ae_title``, ``host`` and ``port``; a destination
+    with ``stow_url`` (the DICOMweb root, e.g. ``http://pacs:8042/dicom-web``) is
+    sent to by STOW-RS and needs only its ``name``.
+    """
 
     name: str = Field(min_length=1)
-    ae_title: str
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    stow_url: str | None = None
+    ae_title: str | None = None
+    host: str | None = Field(default=None, min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    stow_url: str | None = Field(default=None, pattern=r"^https?://")
 
-    _ae = field_validator("ae_title")(validate_ae_title)
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, value: str | None) -> str | None:
+        return None if value is None else validate_ae_title(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Destination:
+        if self.stow_url is None:
+            missing = [k for k in ("ae_title", "host", "port") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)} required for a C-STORE destination "
+                    "(or set stow_url for DICOMweb)"
+                )
+        return self
 
 
 class AssemblySettings(_Section):
@@ -129,6 +148,8 @@ class DeliverySettings(_Section):
     """Retry policy for results sent to destinations."""
 
     max_attempts: int = Field(default=12, ge=1)
+    #: count warning statuses (0xB000 ...) from the PACS as delivered
+    accept_warnings: bool = False
     backoff_initial_seconds: float = Field(default=10.0, gt=0)
     backoff_max_seconds: float = Field(default=3600.0, gt=0)
 

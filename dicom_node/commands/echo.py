@@ -24,6 +24,8 @@ def resolve_destination(dest: str, settings: Settings) -> tuple[str, str, int]:
     """
     for configured in settings.destinations:
         if configured.name == dest:
+            if configured.ae_title is None or configured.host is None or configured.port is None:
+                raise ValueError(f"destination {dest!r} is DICOMweb only (stow_url): no C-ECHO")
             return configured.ae_title, configured.host, configured.port
     match = _ADDRESS_RE.match(dest)
     if match is None:

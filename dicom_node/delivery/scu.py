@@ -346,6 +346,8 @@ def send_study(
         One :class:`InstanceOutcome` per object, in the order given.
     """
     started = time.monotonic()
+    if destination.host is None or destination.port is None or destination.ae_title is None:
+        raise ValueError(f"destination {destination.name!r} is not a C-STORE destination")
     log_extra = {"study_uid": study_uid, "destination": destination.name}
     report = SendReport(destination=destination.name)
     items = [_inspect(obj) for obj in objects]
@@ -382,6 +384,7 @@ def _send(
     accept_warnings: bool,
     log_extra: dict[str, str | None],
 ) -> None:
+    assert destination.host and destination.port and destination.ae_title  # checked by send_study
     ae = _build_ae(settings)
     contexts = _contexts(items[i] for i in sendable)
     connection = _Connection()

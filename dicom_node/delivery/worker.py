@@ -249,7 +249,8 @@ class DeliveryWorker:
         if not sendable:
             return verdicts
         send = send_study_stow if destination.stow_url else self._send
-        report = send(destination, paths, settings=self.settings, study_uid=study_uid)
+        report = send(destination, paths, settings=self.settings, study_uid=study_uid,
+                      accept_warnings=self.settings.delivery.accept_warnings)
         by_uid = {o.sop_instance_uid: o for o in report.outcomes}
         for item in sendable:
             outcome = by_uid.get(item.sop_instance_uid)

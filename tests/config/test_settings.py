@@ -52,8 +52,19 @@ def test_every_problem_is_one_line_naming_its_key(tmp_path: Path) -> None:
         load_settings(cfg, environ={}, storage_dir=tmp_path)
     keys = [line.split(":")[0] for line in info.value.problems]
     assert {"ae_title", "port", "executor", "device", "not_a_key",
-            "destinations.0.ae_title", "destinations.0.host", "destinations.0.port"} <= set(keys)
+            "destinations.0.ae_title"} <= set(keys)
     assert all("\n" not in line for line in info.value.problems)
+
+
+def test_incomplete_destination_names_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={}, storage_dir=tmp_path, destinations=[{"name": "pacs", "ae_title": "PACS"}])
+    (line,) = info.value.problems
+    assert line.startswith("destinations.0:") and "host, port required" in line
+    # a DICOMweb destination needs only its URL
+    s = load_settings(environ={}, storage_dir=tmp_path,
+                      destinations=[{"name": "web", "stow_url": "http://127.0.0.1:8042/dicom-web"}])
+    assert s.destinations[0].host is None
 
 
 def test_unwritable_storage_dir_is_reported(tmp_path: Path) -> None:
