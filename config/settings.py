@@ -45,6 +45,7 @@ __all__ = [
     "DeliverySettings",
     "Destination",
     "ModelSettings",
+    "ResultSettings",
     "Settings",
     "load_settings",
     "validate_ae_title",
@@ -154,6 +155,21 @@ class DeliverySettings(_Section):
     backoff_max_seconds: float = Field(default=3600.0, gt=0)
 
 
+class ResultSettings(_Section):
+    """What the node writes besides the findings' SEG segments and the SR."""
+
+    #: lumbar herniation segments as FRACTIONAL (probabilities) instead of BINARY
+    fractional: bool = False
+    #: also segment the anatomy the grade was read against (disc, dural sac, facets; sacrum, ilia)
+    include_anatomy: bool = True
+    #: the SIJ oedema segment, when a STIR was assessed
+    include_oedema: bool = True
+    #: Secondary Capture key images with the overlay burned in, for viewers without SEG/SR
+    secondary_capture: bool = False
+    #: an Encapsulated PDF report (Modality DOC)
+    pdf: bool = False
+
+
 class ModelSettings(_Section):
     """Which weights each pipeline loads; ``null`` = the bundled demo weights."""
 
@@ -193,6 +209,7 @@ class Settings(BaseSettings):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    results: ResultSettings = Field(default_factory=ResultSettings)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dicom_node.cli import settings_from_args
+from config.settings import load_settings
 from dicom_node.results import ResultOptions
 from dicom_node.results.offline import Pipelines, find_studies, infer_study, write_objects
 
@@ -56,12 +56,17 @@ def run(args: argparse.Namespace, pipelines: Pipelines | None = None) -> int:
         print(f"infer: no DICOM studies under {folder}", file=sys.stderr)
         return 2
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # offline: no store is written, so storage_dir is not checked or created
+    settings = load_settings(args.config, check_paths=False)
+    configured = settings.results
     options = ResultOptions(
-        fractional=args.fractional, include_anatomy=not args.no_anatomy, secondary_capture=args.secondary_capture,
-        pdf=args.pdf,
+        fractional=args.fractional or configured.fractional,
+        include_anatomy=configured.include_anatomy and not args.no_anatomy,
+        include_oedema=configured.include_oedema,
+        secondary_capture=args.secondary_capture or configured.secondary_capture,
+        pdf=args.pdf or configured.pdf,
     )
     if pipelines is None:
-        settings = settings_from_args(args)
         device = args.device or settings.device
         ldh_w = args.ldh_weights or settings.models.ldh_weights
         sij_w = args.sij_weights or settings.models.sij_weights

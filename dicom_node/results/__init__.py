@@ -16,6 +16,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from config.settings import ResultSettings
 from dicom_node.results.errors import ResultsEncodingError, ResultsError, ResultsInputError
 from dicom_node.results.keyimages import ldh_key_images, sij_key_images
 from dicom_node.results.reports import ldh_pdf, sij_pdf
@@ -65,6 +66,11 @@ class ResultOptions:
     include_oedema: bool = True
     secondary_capture: bool = False
     pdf: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: ResultSettings) -> ResultOptions:
+        """The options the configuration's ``results:`` section asks for."""
+        return cls(**settings.model_dump())
 
 
 @dataclass
