@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from dicom_node.assembly import StudyAssembler, StudyCompleted
+from dicom_node.delivery.worker import DeliveryWorker
+from dicom_node.executors import Executor, build_executor
 from dicom_node.ops.http import OpsServer
 from dicom_node.ops.node import start_ops_server
 from dicom_node.scp import Receiver, start_scp
@@ -40,7 +42,7 @@ def store_root(settings: Settings) -> Path:
 
 
 class Node:
-    """One running node: engine, store, receiver, SCP and assembler.
+    """One running node: engine, store, receiver, SCP, assembler, job executor and delivery.
 
     Parameters
     ----------
@@ -66,6 +68,8 @@ class Node:
         self.ae: AE | None = None
         self.server: ThreadedAssociationServer | None = None
         self.ops: OpsServer | None = None
+        self.delivery: DeliveryWorker | None = None
+        self.executor: Executor | None = None
 
     def start(self) -> None:
         """Open the database (migrating it), sweep the store, start SCP and assembler."""
@@ -80,10 +84,17 @@ class Node:
         if swept:
             logger.warning("removed %d temporary files left by an earlier crash", swept)
         self.receiver = Receiver(self.store, self.session_factory, called_ae=settings.ae_title)
+        self.delivery = DeliveryWorker(settings, self.session_factory, self.store)
+        self.executor = build_executor(
+            settings, self.session_factory, self.store, on_results=self.delivery.wake,
+        )
         self.assembler = StudyAssembler(
-            self.session_factory, settings.assembly, on_complete=self.on_complete,
+            self.session_factory, settings.assembly,
+            on_complete=[*self.on_complete, self.executor.on_study_complete],
         )
         self.ae, self.server = start_scp(settings, self.receiver)
+        self.delivery.start()
+        self.executor.start()
         self.assembler.start()
         self.ops = start_ops_server(self)  # /healthz, /readyz, /metrics on http_port
 
@@ -110,6 +121,10 @@ class Node:
             self.server = None
         if self.assembler is not None:
             self.assembler.stop()
+        if self.executor is not None:
+            self.executor.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.engine is not None:
             self.engine.dispose()
         logger.info("stopped")
