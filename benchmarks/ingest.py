@@ -20,6 +20,12 @@ Usage::
 
     nice -n 10 .venv/bin/python benchmarks/ingest.py --runs 3
     nice -n 10 .venv/bin/python benchmarks/ingest.py --runs 1 --large 60 --small 200  # quick
+    # before/after in one run, plus serve with SQLite synchronous=NORMAL:
+    mkdir /tmp/base && git archive <rev> | tar -x -C /tmp/base
+    nice -n 10 .venv/bin/python benchmarks/ingest.py --baseline /tmp/base \
+        --receivers orthanc,dn-base,dicom-node,dn-normal,pynetdicom
+
+The order of the receivers is reversed on every other run.
 """
 
 from __future__ import annotations
@@ -241,7 +247,7 @@ def run_bare_scp(port: int, out: Path) -> int:
     import threading
 
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-    from pynetdicom.sop_class import Verification
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     def on_store(event: object) -> int:
         data = event.encoded_dataset()  # type: ignore[attr-defined]
@@ -264,6 +270,7 @@ def run_bare_scp(port: int, out: Path) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
+    assert server is not None
     server.shutdown()
     return 0
 

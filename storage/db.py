@@ -14,7 +14,7 @@ are durable and that writes from several threads at once:
   argument: then a commit skips the WAL ``fsync`` (about a third of the time of
   an ingested instance here) and still survives a kill of the process (SIGKILL:
   the WAL is in the operating system's page cache), but a power loss or kernel
-  crash may roll back the last commits before a checkpoint (docs/storage.md),
+  crash may roll back the last commits before a checkpoint (docs/receiver.md),
 * ``busy_timeout`` of 30 s, ``foreign_keys=ON``,
 * every transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up
   front, so two writers queue on the busy timeout instead of one of them failing
