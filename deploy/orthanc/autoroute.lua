@@ -3,12 +3,12 @@
 -- Loaded by Orthanc through "LuaScripts" in orthanc.json (see orthanc.json beside
 -- this file and docs/operations.md). When a study has been quiet for "StableAge"
 -- seconds, Orthanc calls OnStableStudy; if the study is a lumbar or SIJ MR study,
--- its MR series that were not sent before are sent to the node in one C-STORE
--- association. The node sends its results (DICOM-SEG, SR) back into the same
--- study; those are not MR series, so they are never sent back to the node, and a
--- series already sent is marked with the user metadata "DicomNodeSent" (declared
--- in orthanc.json's "UserMetadata"), so a later stable event sends only new MR
--- series (late images: the node re-runs and replaces its results).
+-- its MR instances that were not sent before are sent to the node in one C-STORE
+-- association. Each instance sent is marked with the user metadata
+-- "DicomNodeSent" (declared in orthanc.json's "UserMetadata"), so a later stable
+-- event sends only late images (the node then re-runs and replaces its results).
+-- The node's results (DICOM-SEG, SR) come back into the same study; they are not
+-- MR, so they are never sent back to the node.
 --
 -- Site settings: the modality name below must be a key of "DicomModalities";
 -- the patterns are Lua patterns matched against upper-cased BodyPartExamined,
@@ -37,17 +37,20 @@ local function Matches(value)
   return false
 end
 
-local function AlreadySent(seriesId)
-  -- 404 when the metadata is absent: RestApiGet returns nil (or raises on old versions)
-  local ok, value = pcall(RestApiGet, '/series/' .. seriesId .. '/metadata/' .. SENT_METADATA)
-  return ok and value ~= nil and value ~= ""
+local function AlreadySent(instanceId)
+  local names = ParseJson(RestApiGet('/instances/' .. instanceId .. '/metadata'))
+  for _, name in ipairs(names) do
+    if name == SENT_METADATA then
+      return true
+    end
+  end
+  return false
 end
 
 function OnStableStudy(studyId, tags, metadata)
   local study = ParseJson(RestApiGet('/studies/' .. studyId))
-  local studyMatches = Matches(study['MainDicomTags']['StudyDescription'])
+  local anyMatch = Matches(study['MainDicomTags']['StudyDescription'])
   local toSend = {}
-  local anyMatch = studyMatches
   for _, seriesId in ipairs(study['Series']) do
     local series = ParseJson(RestApiGet('/series/' .. seriesId))
     local t = series['MainDicomTags']
@@ -55,15 +58,17 @@ function OnStableStudy(studyId, tags, metadata)
       if Matches(t['BodyPartExamined']) or Matches(t['SeriesDescription']) then
         anyMatch = true
       end
-      if not AlreadySent(seriesId) then
-        table.insert(toSend, seriesId)
+      for _, instanceId in ipairs(series['Instances']) do
+        if not AlreadySent(instanceId) then
+          table.insert(toSend, instanceId)
+        end
       end
     end
   end
   if not anyMatch or #toSend == 0 then
     return
   end
-  print('dicom-node auto-routing: study ' .. studyId .. ', ' .. #toSend .. ' MR series')
+  print('dicom-node auto-routing: study ' .. studyId .. ', ' .. #toSend .. ' MR instances')
   local request = { ['Resources'] = toSend, ['Synchronous'] = true }
   local ok, err = pcall(RestApiPost, '/modalities/' .. NODE_MODALITY .. '/store', DumpJson(request, true))
   if not ok then
@@ -71,7 +76,7 @@ function OnStableStudy(studyId, tags, metadata)
     print('dicom-node auto-routing FAILED for study ' .. studyId .. ': ' .. tostring(err))
     return
   end
-  for _, seriesId in ipairs(toSend) do
-    RestApiPut('/series/' .. seriesId .. '/metadata/' .. SENT_METADATA, 'yes')
+  for _, instanceId in ipairs(toSend) do
+    RestApiPut('/instances/' .. instanceId .. '/metadata/' .. SENT_METADATA, 'yes')
   end
 end

@@ -87,6 +87,7 @@ class OrthancProcess:
             "LuaScripts": [str(p) for p in lua],
             "UserMetadata": {"DicomNodeSent": 1024},
             "StableAge": stable_age,
+            "OverwriteInstances": True,
             "Plugins": [],
         }
         if dicomweb:
@@ -171,3 +172,16 @@ class OrthancProcess:
 
     def instance_file(self, orthanc_id: str) -> bytes:
         return self.request("GET", f"/instances/{orthanc_id}/file")
+
+    def study_series(self, study_uid: str) -> list[dict[str, Any]]:
+        """The series of the study (``/studies/{id}/series``), empty if absent."""
+        study_id = self.find_study(study_uid)
+        if study_id is None:
+            return []
+        result: list[dict[str, Any]] = self.get(f"/studies/{study_id}/series")
+        return result
+
+    def instances_of_modality(self, study_uid: str, modality: str) -> list[str]:
+        """Orthanc IDs of the study's instances in series of ``modality`` (SEG, SR, MR ...)."""
+        return [i for s in self.study_series(study_uid)
+                if s["MainDicomTags"].get("Modality") == modality for i in s["Instances"]]

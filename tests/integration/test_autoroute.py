@@ -114,3 +114,30 @@ def test_lua_router_leaves_other_studies_alone(
              lambda: all(orthanc.get(f"/studies/{orthanc.find_study(u)}")["IsStable"] for u in uids))
     for uid in uids:
         assert node_study(node, uid) == (None, 0)
+
+
+def test_lua_router_sends_late_images_once_and_never_non_mr_series(
+    routed: tuple[OrthancProcess, ServeProcess], tmp_path: Path,
+) -> None:
+    """A late MR image is sent alone; a non-MR series in the study (results) is not sent."""
+    from tests.dicom_node.serve_harness import audit, make_instance
+
+    orthanc, node = routed
+    study, series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+
+    def upload(ds: pydicom.Dataset, name: str) -> None:
+        ds.BodyPartExamined, ds.StudyDescription = "LSPINE", "MR LWS"
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+        assert orthanc.upload(tmp_path / name)["Status"] == "Success"
+
+    upload(make_instance(study, series, 1), "first.dcm")
+    wait_for("the first image at the node", lambda: node_study(node, study)[1] == 1)
+    result = make_instance(study, pydicom.uid.generate_uid(), 1)
+    result.Modality = "OT"  # stands for the node's SEG/SR series coming back
+    upload(result, "result.dcm")
+    upload(make_instance(study, series, 2), "late.dcm")
+    wait_for("the late image at the node", lambda: node_study(node, study)[1] == 2)
+    wait_for("Orthanc to settle the study",
+             lambda: orthanc.get(f"/studies/{orthanc.find_study(study)}")["IsStable"])
+    stores = [e for e in audit(node, "store") if e.study_uid == study]
+    assert len(stores) == 2  # each MR image sent once, the other series never
