@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from storage import repo
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.errors import StorageError
 
@@ -43,3 +46,28 @@ def test_the_argument_overrides_the_url(tmp_path: Path) -> None:
 def test_unsafe_or_unknown_values_are_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(StorageError, match="synchronous"):
         make_engine(f"sqlite:///{tmp_path / 'a.sqlite3'}", sqlite_synchronous=value)
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from datetime import datetime, timezone
+from storage.db import make_engine, make_session_factory
+from storage import repo
+sessions = make_session_factory(make_engine(sys.argv[1]))
+for i in range(20):
+    with sessions() as s:
+        repo.insert_audit_event(session=s, kind="store", outcome="0x0000",
+                                sop_uid=f"1.2.3.{i}", now=datetime.now(timezone.utc))
+        s.commit()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_normal_keeps_every_commit_when_the_process_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.sqlite3'}?synchronous=NORMAL"
+    upgrade(make_engine(url))
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, url], capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    with make_session_factory(make_engine(url))() as session:
+        events = repo.audit_events(session=session)
+    assert sorted(e.sop_uid or "" for e in events) == sorted(f"1.2.3.{i}" for i in range(20))
