@@ -48,7 +48,7 @@ def _redis_up() -> bool:
 
 
 @pytest.fixture
-def broker() -> str:
+def broker() -> Iterator[str]:
     if not _redis_up():
         subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
                         "--save", "", "--appendonly", "no"], capture_output=True, check=False, timeout=30)
