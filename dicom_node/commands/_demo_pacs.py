@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class ReceivedObject:
     sop_class_uid: str
     modality: str
     path: Path
+    #: ``time.time()`` when the object was stored (before the response went back)
+    received_at: float = 0.0
 
 
 class ReceivingPacs:
@@ -60,7 +63,8 @@ class ReceivingPacs:
         tmp.replace(path)
         with self._lock:
             self.received.append(
-                ReceivedObject(study, str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(ds.get("Modality", "")), path)
+                ReceivedObject(study, str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(ds.get("Modality", "")), path,
+                               time.time())
             )
         return 0x0000
 
