@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from tests.integration.orthanc import OrthancProcess
+
+
+@pytest.fixture(scope="session")
+def lumbar_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Path]]:
+    """A lumbar phantom study on disk: ``(Study Instance UID, files)``."""
+    from inference.phantoms.lumbar import generate_lumbar_study
+
+    root = generate_lumbar_study(tmp_path_factory.mktemp("lumbar") / "study", seed=11)
+    files = sorted(root.rglob("*.dcm"))
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID), files
 
 
 @pytest.fixture

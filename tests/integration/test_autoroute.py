@@ -12,52 +12,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-import sqlalchemy as sa
 
-from storage.db import make_engine, make_session_factory
-from storage.models import Instance, Series, Study, StudyState
-from tests.conftest import free_port
-from tests.dicom_node.serve_harness import ServeProcess, start_serve
-from tests.integration.orthanc import LUA_ROUTER, OrthancProcess, wait_for
+from tests.dicom_node.serve_harness import ServeProcess
+from tests.integration.loop import node_study, pacs_and_node
+from tests.integration.orthanc import OrthancProcess, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def lumbar_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Path]]:
-    from inference.phantoms.lumbar import generate_lumbar_study
-
-    root = generate_lumbar_study(tmp_path_factory.mktemp("lumbar") / "study", seed=11)
-    files = sorted(root.rglob("*.dcm"))
-    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID), files
-
-
-def node_study(node: ServeProcess, study_uid: str) -> tuple[StudyState | None, int]:
-    """The node's assembly state of the study and how many instances it indexed."""
-    engine = make_engine(node.settings.resolved_database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            state = session.scalar(sa.select(Study.state).where(Study.study_instance_uid == study_uid))
-            count = session.scalar(
-                sa.select(sa.func.count(Instance.id)).join(Series).join(Study)
-                .where(Study.study_instance_uid == study_uid)) or 0
-            return state, int(count)
-    finally:
-        engine.dispose()
-
-
-def pacs_and_node(tmp_path: Path, orthanc_factory: type[OrthancProcess], *,
-                  dicomweb: bool = False) -> tuple[OrthancProcess, ServeProcess]:
-    """Orthanc with the Lua router pointing at a node whose destination is that Orthanc."""
-    node_port = free_port()
-    orthanc = orthanc_factory(tmp_path / "orthanc", lua=[LUA_ROUTER], dicomweb=dicomweb,
-                              modalities={"dicom-node": ["DICOM_NODE", "127.0.0.1", node_port]})
-    destination = {"name": "orthanc", "ae_title": orthanc.aet, "host": "127.0.0.1",
-                   "port": orthanc.dicom_port}
-    node = start_serve(tmp_path / "node", port=node_port, destinations=[destination],
-                       delivery={"backoff_initial_seconds": 1.0, "backoff_max_seconds": 2.0})
-    orthanc.start()
-    return orthanc, node
 
 
 @pytest.fixture
