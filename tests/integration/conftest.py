@@ -36,3 +36,13 @@ def orthanc_factory(tmp_path: Path) -> Iterator[type[OrthancProcess]]:
     finally:
         for orthanc in started:
             orthanc.stop()
+
+
+@pytest.fixture(scope="session")
+def sij_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Path]]:
+    """An SIJ phantom study on disk: ``(Study Instance UID, files)``."""
+    from inference.phantoms.sij import generate_sij_study
+
+    root = generate_sij_study(tmp_path_factory.mktemp("sij") / "study", seed=5)
+    files = sorted(root.rglob("*.dcm"))
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID), files

@@ -93,6 +93,18 @@ def test_results_come_back_into_the_same_study(
 
 
 @pytest.mark.slow
+def test_sij_results_come_back_into_the_same_study(
+    loop: tuple[OrthancProcess, ServeProcess], sij_study: tuple[str, list[Path]],
+) -> None:
+    """The SIJ phantom (Body Part PELVIS, Study Description "MRI SIJ") takes the same way."""
+    orthanc, node = loop
+    send_and_check_results(orthanc, node, sij_study)
+    series = {s["MainDicomTags"].get("Modality"): s["MainDicomTags"].get("SeriesNumber")
+              for s in orthanc.study_series(sij_study[0])}
+    assert (series["SEG"], series["SR"]) == ("9011", "9012")  # the SIJ pipeline's series
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", [True], indirect=True, ids=["stow"])
 def test_results_by_stow_rs_to_orthanc_dicomweb(
     loop: tuple[OrthancProcess, ServeProcess], lumbar_study: tuple[str, list[Path]],
