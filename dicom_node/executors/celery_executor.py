@@ -8,7 +8,8 @@ are the job rows' ``not_before`` (the node rings again while jobs are due).
 
 * ``serve`` (``executor: celery``) routes completed studies, queues the jobs and
   rings (:class:`CeleryExecutor`); every ``poll_seconds`` it rings again while
-  due jobs wait (retries, lost messages).
+  due jobs wait (retries, lost messages); it also requeues jobs of dead worker
+  processes on its host and jobs past the job timeout.
 * ``dicom-node worker`` (:func:`run_worker`) runs one worker process per GPU:
   ``acks_late``, prefetch 1, ``task_reject_on_worker_lost``; at start it requeues
   jobs left ``running`` by a dead worker process on the same host (and jobs past
@@ -106,6 +107,8 @@ class CeleryExecutor(Executor):
         self.rules = parse_rules(settings.routing)
         self.app = app or make_celery(settings)
         self.poll_seconds = poll_seconds
+        # only for recovery: jobs of dead worker processes on this host, and timed-out ones
+        self.recovery = JobRunner(settings, session_factory, store)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -138,6 +141,7 @@ class CeleryExecutor(Executor):
             try:
                 created = route_pending_studies(settings=self.settings, session_factory=self.session_factory,
                                                 store=self.store, rules=self.rules)
+                self.recovery.recover()
                 if created:
                     self.ring(len(created))
                 elif _due_jobs(self.session_factory, datetime.now(timezone.utc)):
