@@ -10,6 +10,7 @@ Orthanc down while results are pending, up again: they arrive.
 from __future__ import annotations
 
 import io
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 
 from storage.db import make_engine, make_session_factory
 from storage.models import Delivery, DeliveryState, Job, JobState, Study
+from tests.dicom_node.ops.promtext import parse, value
 from tests.dicom_node.serve_harness import ServeProcess
 from tests.integration.loop import node_modalities, pacs_and_node
 from tests.integration.orthanc import OrthancProcess, wait_for
@@ -90,6 +92,14 @@ def test_results_come_back_into_the_same_study(
     wait_for("Orthanc to settle the study", lambda: orthanc.get(
         f"/studies/{orthanc.find_study(lumbar_study[0])}")["IsStable"])
     assert node_modalities(node, lumbar_study[0]) == {"MR"}
+    # and the operator sees it in /metrics
+    url = f"http://127.0.0.1:{node.settings.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        samples = parse(response.read().decode())[1]
+    assert value(samples, "dicom_node_jobs", pipeline="ldh", state="succeeded") == 1
+    assert value(samples, "dicom_node_inference_duration_seconds_count", pipeline="ldh") == 1
+    assert value(samples, "dicom_node_deliveries", destination="orthanc", state="delivered") >= 2
+    assert value(samples, "dicom_node_instances_received_total") == len(lumbar_study[1])
 
 
 @pytest.mark.slow
