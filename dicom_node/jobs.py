@@ -240,7 +240,7 @@ def route_completed_study(
             version = model_version(settings, pipeline)
             job, new = enqueue_job(
                 session=session, study_id=study_id, pipeline=pipeline, model_version=version,
-                amendment=amendment, now=now,
+                amendment=amendment, now=now, priority=decision.priority_of(pipeline),
             )
             record["jobs"][pipeline] = job.id
             if new:

@@ -23,7 +23,8 @@ series classifier (``class.plane``, ``class.weighting``, ``class.region``,
 case-insensitive), ``range`` (``[low, high]``, either may be null; numeric) and
 ``present`` (true/false). A leaf may hold several operators: all must hold.
 
-Per role the candidate with the most instances wins (then the lowest Series
+A rule may carry ``priority`` (an integer, default 0): its jobs are claimed
+before those of lower priority. Per role the candidate with the most instances wins (then the lowest Series
 Number); a series fills at most one role of a rule. A rule whose required roles
 are all filled is *routed*; one with some role filled but a required role empty
 is *incomplete* (the study is reported and skipped with that reason); a study no
@@ -123,6 +124,8 @@ class Rule:
     name: str
     pipeline: str
     roles: tuple[RoleSpec, ...]
+    #: jobs of this rule are claimed before those of lower priority (default 0)
+    priority: int = 0
 
 
 @dataclass
@@ -176,6 +179,13 @@ class RouteDecision:
             if item["pipeline"] not in seen:
                 seen.append(item["pipeline"])
         return seen
+
+    def priority_of(self, pipeline: str) -> int:
+        """The priority of the rule that routed ``pipeline`` (0 if none)."""
+        for item in self.routed:
+            if item["pipeline"] == pipeline:
+                return int(item.get("priority", 0))
+        return 0
 
     def roles_of(self, pipeline: str) -> dict[str, str | None]:
         """The roles filled for ``pipeline`` (first rule routing to it)."""
@@ -265,10 +275,13 @@ def parse_rules(raw: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
                 raise RoutingError(f"{where}.roles.{role}: needs 'match'")
             _check_expr(spec["match"], f"{where}.roles.{role}.match")
             roles.append(RoleSpec(str(role), spec["match"], bool(spec.get("required", True))))
-        extra = set(item) - {"name", "pipeline", "roles"}
+        extra = set(item) - {"name", "pipeline", "roles", "priority"}
         if extra:
             raise RoutingError(f"{where}: unknown keys {sorted(extra)}")
-        rules.append(Rule(name, str(pipeline), tuple(roles)))
+        priority = item.get("priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise RoutingError(f"{where}: priority must be an integer, got {priority!r}")
+        rules.append(Rule(name, str(pipeline), tuple(roles), priority))
     return rules
 
 
@@ -406,7 +419,9 @@ def route_study(series: Sequence[SeriesInfo], rules: Sequence[Rule]) -> RouteDec
             decision.reasons.append(f"rule {rule.name}: {rule.pipeline} already routed by an earlier rule")
             continue
         routed_pipelines.add(rule.pipeline)
-        decision.routed.append({"rule": rule.name, "pipeline": rule.pipeline, "roles": filled})
+        decision.routed.append(
+            {"rule": rule.name, "pipeline": rule.pipeline, "roles": filled, "priority": rule.priority}
+        )
         decision.reasons.append(f"rule {rule.name}: study routed to {rule.pipeline}")
     if not decision.routed and not decision.incomplete:
         decision.reasons.append("no rule matches this study: nothing to run")

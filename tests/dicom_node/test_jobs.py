@@ -92,6 +92,17 @@ def test_decision_is_stored_and_jobs_are_unique_per_amendment(node: Any) -> None
         assert any("role axial <- series #4" in r for r in study.routing["reasons"])
 
 
+def test_rule_priority_orders_the_queue(node: Any) -> None:
+    settings, sessions, store = node
+    rule = {"name": "urgent", "pipeline": "ldh", "priority": 7,
+            "roles": {"axial": {"match": {"field": "class.plane", "equals": "axial"}}}}
+    settings = settings.model_copy(update={"routing": [rule]})
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    route_pending_studies(settings=settings, session_factory=sessions, store=store)
+    job = job_row(sessions)
+    assert job.study_id == study_id and job.priority == 7
+
+
 def test_unrouted_study_is_recorded_not_an_error(node: Any) -> None:
     settings, sessions, store = node
     ds = header("Ax T2 brain", AXIAL, body="HEAD")

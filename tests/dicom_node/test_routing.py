@@ -113,6 +113,8 @@ def test_configured_rule_by_tags_only() -> None:
         "roles": {"axial": {"match": {"all": [
             {"field": "SeriesDescription", "regex": "^LS_AX"}, {"field": "EchoTime", "range": [60, 200]}]}}},
     }])
+    assert rules[0].priority == 0
+    assert parse_rules([{"pipeline": "sij", "priority": 5, "roles": {"t1": {"match": {"field": "Modality", "equals": "MR"}}}}])[0].priority == 5
     hit = info(header("LS_AX_T2", AXIAL, EchoTime=90))
     miss = info(header("LS_AX_T2", AXIAL, EchoTime=20))
     assert route_study([hit], rules).pipelines() == ["ldh"]
@@ -127,6 +129,8 @@ def test_configured_rule_by_tags_only() -> None:
         ({"pipeline": "ldh", "roles": {"axial": {"match": {"field": "Modality", "like": "MR"}}}}, "operators"),
         ({"pipeline": "ldh", "roles": {"axial": {"match": {"field": "X", "regex": "("}}}}, "bad regex"),
         ({"pipeline": "ldh", "roles": {"axial": {"match": {"all": []}}}}, "non-empty list"),
+        ({"pipeline": "ldh", "priority": "high", "roles": {"axial": {"match": {"field": "X", "present": True}}}},
+         "priority must be an integer"),
         ({"pipeline": "ldh", "roles": {"axial": {"match": {"field": "class.colour", "equals": 1}}}}, "classifier field"),
     ],
 )
