@@ -154,8 +154,29 @@ def _print_findings(out: TextIO, study: DemoStudy, pacs: Any) -> None:
                 print(f"  {name:<40} {value}", file=out)
     for obj in sorted(objects, key=lambda o: (o.modality, str(o.path))):
         print(f"  {obj.modality:<3} {obj.path}", file=out)
+    for png in _overlays(study, objects, out):
+        print(f"  PNG {png}", file=out)
     if not objects:
         print("  no result objects came back", file=out)
+
+
+def _overlays(study: DemoStudy, objects: list[Any], out: TextIO) -> list[Path]:
+    """One overlay PNG per received SEG (its most segmented source slice), next to the PACS files."""
+    from dicom_node.commands._demo_png import render_overlay
+
+    sources = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in study.files}
+    pngs = []
+    for obj in objects:
+        if obj.modality != "SEG":
+            continue
+        try:
+            png = render_overlay(obj.path, sources, obj.path.with_suffix(".png"))
+        except Exception as exc:  # a picture is a nicety: say why there is none and go on
+            print(f"  (no overlay for {obj.path.name}: {type(exc).__name__}: {exc})", file=out)
+            continue
+        if png is not None:
+            pngs.append(png)
+    return pngs
 
 
 def run_demo(

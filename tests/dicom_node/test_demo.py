@@ -41,6 +41,8 @@ def test_demo_brings_results_back_and_stops_everything(tmp_path: Path) -> None:
     sr = next(dcmread(p) for p in pacs_files if dcmread(p, stop_before_pixels=True).Modality == "SR")
     assert str(sr.StudyInstanceUID) == lumbar.study_uid
 
+    pngs = sorted((tmp_path / "pacs" / lumbar.study_uid).glob("*.png"))
+    assert pngs and all(str(p) in text for p in pngs)
     truth = json.loads((lumbar.folder / "ground_truth.json").read_text())
     herniated = {d["level"]: d["msu_size"] for d in truth["discs"] if d["msu_size"]}
     graded = {level: grade for level, grade, _ in lumbar_rows(sr) if grade.startswith("MSU")}
