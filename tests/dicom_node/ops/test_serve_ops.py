@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pynetdicom.dsutils import encode
 
+from tests.conftest import REPO_ROOT
 from tests.dicom_node.ops.promtext import parse, value
 from tests.dicom_node.serve_harness import ServeProcess, associate, make_instance, start_serve
 
@@ -96,3 +102,44 @@ def test_http_port_closed_after_stop(tmp_path: Path) -> None:
     assert proc.stop() == 0
     with pytest.raises(urllib.error.URLError):
         _get(proc, "/healthz")
+
+
+def test_json_logs_carry_uids_and_no_patient_identifiers(tmp_path: Path) -> None:
+    # start_serve waits for the text log's "ready:" line: start it in text mode, note the
+    # config, stop it, then run the same node again with JSON logs
+    first = start_serve(tmp_path / "node")
+    assert first.stop() == 0
+    config = yaml.safe_load(first.config_path.read_text())
+    config.update(log_json=True, log_level="INFO")
+    first.config_path.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_NODE_")}
+    log_path = tmp_path / "json.log"
+    with open(log_path, "wb") as out:
+        popen = subprocess.Popen([sys.executable, "-m", "dicom_node", "serve"], cwd=REPO_ROOT,
+                                 env={**env, "DICOM_NODE_CONFIG": str(first.config_path)},
+                                 stdout=out, stderr=subprocess.STDOUT)
+    proc = ServeProcess(popen, first.port, first.ae_title, first.directory, first.config_path,
+                        first.settings, log_path)
+    try:
+        deadline = time.monotonic() + 180
+        while '"ready: ' not in proc.log():
+            assert popen.poll() is None and time.monotonic() < deadline, proc.log()
+            time.sleep(0.2)
+        study, series = generate_uid(), generate_uid()
+        assoc = associate(proc.port, [(MRImageStorage, [ExplicitVRLittleEndian])])
+        assert assoc.is_established
+        try:
+            ds = make_instance(study, series, 1)  # PatientID TEST123, PatientName Test^Patient
+            assert int(assoc.send_c_store(ds).Status) == 0
+        finally:
+            assoc.release()
+        deadline = time.monotonic() + 120
+        while "study complete" not in proc.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        assert proc.stop() == 0
+    log = proc.log()
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r.get("study_uid") == study and "complete" in r["message"] for r in records), log
+    assert "TEST123" not in log and "Test^Patient" not in log
