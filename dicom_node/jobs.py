@@ -306,6 +306,18 @@ def _encode(datasets: Sequence[Dataset]) -> list[tuple[Dataset, bytes]]:
     return out
 
 
+def _kind(ds: Dataset) -> ResultKind:
+    """SEG, SR, PDF (Encapsulated PDF, Modality DOC) or SC (Secondary Capture key image)."""
+    modality = str(ds.get("Modality", ""))
+    if modality == "SEG":
+        return ResultKind.SEG
+    if modality == "SR":
+        return ResultKind.SR
+    if modality == "DOC" or "EncapsulatedDocument" in ds:
+        return ResultKind.PDF
+    return ResultKind.SC
+
+
 def result_relpath(study_uid: str, sop_uid: str) -> str:
     """Where a result object lives in the store: ``results/<study>/<sop>.dcm``."""
     return f"results/{uid_digest(study_uid)}/{uid_digest(sop_uid)}.dcm"
@@ -443,7 +455,7 @@ class JobRunner:
             return runner(t1, stir), [t1]
 
     def _run(self, job_id: int) -> JobOutcome:
-        from dicom_node.results import encode_ldh, encode_sij
+        from dicom_node.results import ResultOptions, encode_ldh, encode_sij
 
         with self.session_factory() as session:
             job = get_job(session=session, job_id=job_id)
@@ -454,7 +466,8 @@ class JobRunner:
         extra = {"study_uid": study_uid, "job_id": job_id, "pipeline": pipeline}
         logger.info("job %d: running %s", job_id, pipeline, extra=extra)
         result, sources = self._infer(pipeline, paths)
-        encoded = (encode_ldh if pipeline == "ldh" else encode_sij)(result, sources)
+        options = ResultOptions.from_settings(self.settings.results)
+        encoded = (encode_ldh if pipeline == "ldh" else encode_sij)(result, sources, options)
         objects = _encode(encoded.datasets)
         written = []
         for ds, data in objects:  # durable files first, rows after
@@ -470,7 +483,7 @@ class JobRunner:
                 row = add_result(
                     session=session, job_id=job_id, sop_instance_uid=str(ds.SOPInstanceUID),
                     sop_class_uid=str(ds.SOPClassUID),
-                    kind=ResultKind.SEG if ds.Modality == "SEG" else ResultKind.SR,
+                    kind=_kind(ds),
                     path=rel, sha256=hashlib.sha256(data).hexdigest(), now=now,
                 )
                 outcome.result_ids.append(row.id)

@@ -1,6 +1,7 @@
 """End to end over DICOM with the local executor (SQLite): PACS down then up, then an amendment.
 
-A lumbar phantom is sent to a node whose destination PACS is not listening yet:
+A lumbar phantom is sent to a node (SEG, SR, PDF report and key images asked for
+in ``results:``) whose destination PACS is not listening yet:
 the results are written and their deliveries fail and are retried; once the PACS
 is up every result arrives (nothing lost). Then a late series arrives after
 completion: the study is amended, the job re-runs and the new results replace
@@ -42,7 +43,8 @@ def test_pacs_down_then_up_and_amendment_replaces_results(tmp_path: Path) -> Non
     files = sorted((folder / "dicom").rglob("*.dcm"))
     study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     pacs_port = free_port()
-    settings = demo_settings(tmp_path, pacs_port, quiet_seconds=1.0)
+    settings = demo_settings(tmp_path, pacs_port, quiet_seconds=1.0,
+                             results={"pdf": True, "secondary_capture": True})
     node = Node(settings)
     node.start()
     pacs = ReceivingPacs(tmp_path / "pacs", port=pacs_port)
@@ -67,7 +69,10 @@ def test_pacs_down_then_up_and_amendment_replaces_results(tmp_path: Path) -> Non
         assert not problems, problems
         received = pacs.objects(study_uid)
         assert {o.sop_instance_uid for o in received} == first_uids
-        assert {o.modality for o in received} == {"SEG", "SR"}
+        assert {"SEG", "SR", "DOC"} <= {o.modality for o in received}
+        with sessions() as s:  # every kind the results: section asked for, all delivered
+            kinds = {r.kind.value for r in s.scalars(sa.select(Result))}
+        assert kinds == {"seg", "sr", "pdf", "sc"}
         assert all(state is DeliveryState.DELIVERED for state, _, _ in deliveries())
         stores_before = len(pacs.received)
 
