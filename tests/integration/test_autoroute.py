@@ -37,11 +37,10 @@ def test_lua_router_sends_a_lumbar_study_to_the_node(
     study_uid, files = lumbar_study
     for path in files:
         assert orthanc.upload(path)["Status"] == "Success"
-    state, count = wait_for(
-        "the node to receive the whole study from Orthanc",
-        lambda: (s := node_study(node, study_uid))[1] == len(files) and s[0] is not None and s,
-    )
-    assert count == len(files)
+    wait_for("the node to receive the whole study from Orthanc",
+             lambda: node_study(node, study_uid)[1] == len(files))
+    state, count = node_study(node, study_uid)
+    assert count == len(files) and state is not None
     assert "dicom-node auto-routing: study" in orthanc.log()
 
 

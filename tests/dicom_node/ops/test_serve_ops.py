@@ -69,7 +69,9 @@ def test_metrics_count_what_the_node_received_and_refused(node: ServeProcess) ->
         for ds in datasets:
             status = assoc.send_c_store(ds)
             assert int(status.Status) == 0
-            sizes += len(encode(ds, False, True))
+            encoded = encode(ds, False, True)
+            assert encoded is not None
+            sizes += len(encoded)
     finally:
         assoc.release()
     refused = associate(node.port, calling_ae="NOT_ALLOWED")
