@@ -178,3 +178,20 @@ def test_running_job_of_a_dead_process_is_picked_up_again(node: Any) -> None:
         session.commit()
     assert runner.recover(now=now + timedelta(seconds=10)) == 0
     assert runner.recover(now=now + timedelta(seconds=runner.policy.timeout_seconds + 1)) == 1
+
+
+def test_jobs_command_lists_jobs_and_routing(node: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dicom_node.cli import main
+
+    settings, sessions, store = node
+    study_uid = generate_uid()
+    study_id = ingest(sessions, store, lumbar_axial(study_uid))
+    route_completed_study(settings=settings, session_factory=sessions, store=store, study_id=study_id, amendment=0)
+    config = tmp_path / "node.yaml"
+    config.write_text(f"storage_dir: {settings.storage_dir}\nmin_free_disk_mb: 0\n")
+    assert main(["--config", str(config), "jobs", "--routing"]) == 0
+    out = capsys.readouterr().out
+    assert "pending   ldh" in out and study_uid in out
+    assert f"study {study_uid}: routed (amendment 0)" in out
+    assert main(["--config", str(config), "jobs", "--json", "--state", "dead"]) == 0
+    assert '"jobs": []' in capsys.readouterr().out
