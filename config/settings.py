@@ -200,6 +200,8 @@ class Settings(BaseSettings):
     destinations: list[Destination] = Field(default_factory=list)
     routing: list[dict[str, Any]] = Field(default_factory=list)
     executor: Literal["local", "celery"] = "local"
+    #: the Celery broker when ``executor`` is ``celery`` (Redis or RabbitMQ)
+    celery_broker_url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|amqp|amqps)://")
     device: str = "auto"
     http_port: int = Field(default=8080, ge=0, le=65535)
 
