@@ -8,6 +8,7 @@
 # Configuration: mount a YAML file and set DICOM_NODE_CONFIG, or set DICOM_NODE_* variables.
 # The store and the SQLite database live in the /var/lib/dicom-node volume.
 # NOTE: this image has not been built in the project's CI (no Docker engine there);
+# docker-compose.yml shows the scale-out topology (Orthanc, node, PostgreSQL, Redis, GPU worker);
 # tests/test_dockerfile.py checks its structure.
 
 ARG PYTHON_VERSION=3.11
@@ -47,7 +48,8 @@ USER 10001:10001
 WORKDIR /var/lib/dicom-node
 VOLUME ["/var/lib/dicom-node"]
 EXPOSE 11112 8080
+# /healthz is the node's liveness endpoint (dicom_node/ops); the slim image has no curl.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-  CMD ["dicom-node", "echo", "DICOM_NODE@127.0.0.1:11112"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DICOM_NODE_HTTP_PORT', '8080'), timeout=5)"]
 ENTRYPOINT ["dicom-node"]
 CMD ["serve"]
