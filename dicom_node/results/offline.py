@@ -1,7 +1,7 @@
 """Offline inference on a folder: studies -> series chosen per pipeline -> SEG + SR files.
 
-Used by ``dicom-node infer``. :func:`select_series` is the one place that decides
-which series go to which pipeline here; routing rules will replace it.
+Used by ``dicom-node infer``. :func:`select_series` applies the routing rules
+(:mod:`dicom_node.routing`, the same decision a running node makes).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from dicom_node.results import EncodedResults, ResultOptions, encode_ldh, encode_sij
-from inference.geometry import AnatomicalPlane
-from inference.series_classifier import Region, SeriesClass, Weighting, classify_series
 from inference.volume import InstanceHeader, load_series_headers, load_volumes
 
 __all__ = ["Pipelines", "Selection", "StudyOutcome", "find_studies", "infer_study", "select_series", "write_objects"]
@@ -69,48 +67,22 @@ def find_studies(folder: Path) -> dict[str, dict[str, list[InstanceHeader]]]:
     return studies
 
 
-def _pick(candidates: list[tuple[str, list[InstanceHeader]]]) -> str | None:
-    """The candidate with the most instances (then the lowest Series Number)."""
-    if not candidates:
-        return None
-    def key(item: tuple[str, list[InstanceHeader]]) -> tuple[int, int]:
-        number = item[1][0].dataset.get("SeriesNumber", 0)
-        return (-len(item[1]), int(number) if number not in (None, "") else 0)
-    return sorted(candidates, key=key)[0][0]
-
-
-def select_series(series: dict[str, list[InstanceHeader]]) -> Selection:
-    """Choose the series of each pipeline from their headers.
+def select_series(series: dict[str, list[InstanceHeader]], rules: Sequence[Any] | None = None) -> Selection:
+    """Choose the series of each pipeline by the routing rules (:mod:`dicom_node.routing`).
 
     Lumbar: the axial T2 lumbar series (all its stacks) and, optionally, a sagittal
     T2 lumbar series for the levels. SIJ: the (semi-)coronal T1 SIJ series and,
     optionally, a coronal STIR SIJ series. Derived objects (SEG, SR, ...) and
-    localisers are ignored.
+    localisers are ignored. ``rules``: parsed routing rules (default: the built-in ones).
     """
-    sel = Selection()
-    classes: dict[str, SeriesClass] = {}
-    for uid, headers in series.items():
-        ds = headers[0].dataset
-        if str(ds.get("Modality", "")) != "MR":
-            continue
-        classes[uid] = classify_series(ds)
-    def of(plane: AnatomicalPlane, weighting: Weighting, region: Region, fat: bool | None = False) -> list[Any]:
-        return [
-            (uid, series[uid]) for uid, c in classes.items()
-            if c.plane is plane and c.weighting is weighting and c.region is region and not c.is_localizer
-            and (fat is None or c.fat_suppressed == fat)
-        ]
-    sel.ldh_axial = _pick(of(AnatomicalPlane.AXIAL, Weighting.T2, Region.LUMBAR_SPINE))
-    sel.ldh_sagittal = _pick(of(AnatomicalPlane.SAGITTAL, Weighting.T2, Region.LUMBAR_SPINE))
-    sel.sij_t1 = _pick(of(AnatomicalPlane.CORONAL, Weighting.T1, Region.SACROILIAC_JOINTS))
-    sel.sij_stir = _pick(of(AnatomicalPlane.CORONAL, Weighting.STIR, Region.SACROILIAC_JOINTS, fat=None))
-    for uid, c in classes.items():
-        sel.reasons.append(f"{series[uid][0].dataset.get('SeriesDescription', uid)}: {c}")
-    if sel.ldh_axial is None:
-        sel.ldh_sagittal = None
-    if sel.sij_t1 is None:
-        sel.sij_stir = None
-    return sel
+    from dicom_node.routing import parse_rules, route_study, series_infos
+
+    decision = route_study(series_infos(series), rules if rules is not None else parse_rules([]))
+    ldh, sij = decision.roles_of("ldh"), decision.roles_of("sij")
+    return Selection(
+        ldh_axial=ldh.get("axial"), ldh_sagittal=ldh.get("sagittal"),
+        sij_t1=sij.get("t1"), sij_stir=sij.get("stir"), reasons=list(decision.reasons),
+    )
 
 
 def _volumes(headers: Sequence[InstanceHeader]) -> list[Any]:
