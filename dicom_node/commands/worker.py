@@ -30,6 +30,6 @@ def register(sub: Any) -> None:
     """Add the ``worker`` sub-command."""
     parser = sub.add_parser("worker", help="run a Celery worker for dicom-node jobs (executor: celery)")
     parser.add_argument("--broker", default=None,
-                        help="broker URL (default: $DICOM_NODE_CELERY_BROKER_URL, else redis://127.0.0.1:6379/0)")
+                        help="broker URL (default: the celery_broker_url setting)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (one worker per GPU)")
     parser.set_defaults(func=_run)

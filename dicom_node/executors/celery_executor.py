@@ -16,9 +16,8 @@ are the job rows' ``not_before`` (the node rings again while jobs are due).
   the job timeout from any host), then rings once.
 
 The Celery app is built from the settings at start (:func:`make_celery`), never at
-import time. The broker URL: ``settings.celery_broker_url`` when the settings have
-that key, else ``DICOM_NODE_CELERY_BROKER_URL`` read when the app is built, else
-Redis on 127.0.0.1:6379/0.
+import time. The broker URL is ``settings.celery_broker_url`` (environment:
+``DICOM_NODE_CELERY_BROKER_URL``, like every other key).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -49,16 +47,11 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = "dicom_node.run_jobs"
 QUEUE = "dicom-node"
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 
-def broker_url(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
-    """The broker URL (see the module docstring)."""
-    configured = getattr(settings, "celery_broker_url", None)
-    if configured:
-        return str(configured)
-    env = os.environ if environ is None else environ
-    return env.get("DICOM_NODE_CELERY_BROKER_URL") or DEFAULT_BROKER
+def broker_url(settings: Settings) -> str:
+    """The broker URL: ``settings.celery_broker_url``."""
+    return settings.celery_broker_url
 
 
 def make_celery(settings: Settings, *, broker: str | None = None) -> Celery:

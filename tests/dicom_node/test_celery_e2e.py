@@ -117,16 +117,16 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 def test_worker_killed_mid_job_gives_exactly_one_set_of_results(
-    tmp_path: Path, broker: str, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, broker: str, pg_url: str,
 ) -> None:
     folder = generate_lumbar_study(tmp_path / "phantom", 1)
     files = sorted((folder / "dicom").rglob("*.dcm"))
     study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     pacs_port = free_port()
-    settings = demo_settings(tmp_path, pacs_port, executor="celery", database_url=pg_url, device="cpu")
+    settings = demo_settings(tmp_path, pacs_port, executor="celery", database_url=pg_url, device="cpu",
+                             celery_broker_url=broker)
     config = tmp_path / "node.yaml"
     config.write_text(yaml.safe_dump(json.loads(settings.model_dump_json())))
-    monkeypatch.setenv("DICOM_NODE_CELERY_BROKER_URL", broker)
     log = tmp_path / "worker.log"
 
     with ReceivingPacs(tmp_path / "pacs", port=pacs_port) as pacs:
