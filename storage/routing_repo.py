@@ -60,11 +60,8 @@ def requeue_job(*, session: Session, job_id: int, error: str, now: datetime) -> 
 def studies_to_route(*, session: Session) -> list[tuple[int, int]]:
     """``(study_id, amendment)`` of complete studies whose current amendment has no routing decision."""
     rows = session.execute(
-        sa.select(Study.id, Study.amendment, Study.routing).where(
-            Study.state == StudyState.COMPLETE,
-            # routed originals are settled; only new studies and amended ones need a look
-            sa.or_(Study.routing.is_(None), Study.amendment > 0),
-        )
+        # (a JSON column may hold JSON null rather than SQL NULL, so the check is made here)
+        sa.select(Study.id, Study.amendment, Study.routing).where(Study.state == StudyState.COMPLETE)
     )
     out = []
     for study_id, amendment, routing in rows:
