@@ -33,9 +33,7 @@ from inference.phantoms.lumbar import generate_lumbar_study
 from storage.models import Job, JobState, Result
 from tests.conftest import REPO_ROOT, free_port
 
-# slow: since ~06:50 it hangs waiting for the job under heavy machine load (no job was
-# routed in a PostgreSQL run); passed at 06:30 and 06:39. Run with -m slow while investigated.
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 PG_SERVER = os.environ.get("DICOM_NODE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
