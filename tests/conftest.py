@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,8 +51,17 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def require_program(name: str) -> str:
-    """Path of an external program the test needs; the test command installs it."""
-    path = shutil.which(name)
+    """Path of an external program the test needs; the test command installs it.
+
+    The virtual environment's own ``bin`` is skipped: pynetdicom installs scripts
+    named like DCMTK's (``storescu``, ``echoscu`` ...) with other options.
+    """
+    venv_bin = os.path.realpath(os.path.join(sys.prefix, "bin"))
+    search = os.pathsep.join(
+        d for d in os.environ.get("PATH", os.defpath).split(os.pathsep)
+        if d and os.path.realpath(d) != venv_bin
+    )
+    path = shutil.which(name, path=search)
     if path is None:
         pytest.skip(f"{name} is not installed (scripts/test installs it)")
     return path
