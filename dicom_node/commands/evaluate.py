@@ -1,32 +1,11 @@
-"""``dicom-node evaluate {ldh,sij,levels}``: print the source study's metrics for a labelled set.
-
-Each target lives in a private module ``dicom_node.commands._<target>`` with
-``add_evaluate_arguments(parser)`` and ``run_evaluate(args) -> int``.
-"""
+"""``dicom-node evaluate {ldh,sij,levels}``: print the source study's metrics for a labelled set."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 from typing import Any
 
-TARGETS = {
-    "ldh": "lumbar disc herniation segmentation (axial T2, MSU)",
-    "levels": "disc-level segmentation on sagittal T2",
-    "sij": "SIJ fat-metaplasia segmentation, then the axSpA classifier",
-}
-
-
-def _run(args: argparse.Namespace) -> int:
-    module = importlib.import_module(f"dicom_node.commands._{args.target}")
-    return int(module.run_evaluate(args))
+from dicom_node.commands._targets import register_targets
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("evaluate", help="evaluate a model (or a second rater) against reference labels")
-    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
-    for name, help_text in TARGETS.items():
-        module = importlib.import_module(f"dicom_node.commands._{name}")
-        target = targets.add_parser(name, help=help_text)
-        module.add_evaluate_arguments(target)
-        target.set_defaults(func=_run)
+    register_targets(sub, "evaluate", "evaluate a model (or a second rater) against reference labels")
