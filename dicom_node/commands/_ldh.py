@@ -62,6 +62,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of studies held out for the Dice printed at the end")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
+                        help="start from these weights or checkpoint (fine-tuning); ignored by --resume once OUT/checkpoint.pt exists")
+    parser.add_argument("--tip-weight", type=float, default=0.0,
+                        help="herniation pixels next to the dural sac count 1 + this in the cross-entropy (default 0)")
     parser.add_argument("--version", default="0.1.0", help="version written in the model card")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -70,8 +74,13 @@ def run_train(args: argparse.Namespace) -> int:
     from inference.ldh.data import find_studies, load_study, prepare_slices
     from inference.ldh.errors import LdhError
     from inference.ldh.training import TrainConfig, save_weights, train
+    from inference.modelcard import sha256_file
 
     seeds = args.synth_seeds if args.synth_seeds is not None else (None if args.data else _seed_range(DEFAULT_TRAIN_SEEDS))
+    if args.init is not None and not args.init.is_file():
+        print(f"train ldh: --init {args.init} does not exist", file=sys.stderr)
+        return 2
+    init_sha = sha256_file(args.init) if args.init is not None else None  # before training: the file may be replaced
     try:
         folders = find_studies(args.data)
         if seeds is not None:
@@ -90,12 +99,13 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
             learning_rate=args.lr, patch=(args.patch, args.patch), seed=args.seed, device=args.device, num_threads=args.threads,
+            tip_weight=args.tip_weight, init=str(args.init) if args.init is not None else None,
         )
         result = train(
             train_slices, cfg, val_slices=val_slices, checkpoint=args.out / "checkpoint.pt",
             resume=args.resume, progress=not args.no_progress,
         )
-    except LdhError as exc:
+    except (LdhError, ValueError) as exc:
         print(f"train ldh: {exc}", file=sys.stderr)
         return 1
     weights = args.out / "ldh.pt"
@@ -113,6 +123,8 @@ def run_train(args: argparse.Namespace) -> int:
                      "final_loss": result.epoch_losses[-1] if result.epoch_losses else None},
         "validation_dice": result.val_dice,
     }
+    if args.init is not None:
+        card["initialised_from"] = {"path": str(args.init), "sha256": init_sha}
     save_weights(result.network, weights, card)
     print(f"weights: {weights} (card {weights.with_suffix('.card.json')}); {result.seconds:.0f} s")
     for name, value in result.val_dice.items():

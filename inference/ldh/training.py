@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from tqdm import tqdm
 
@@ -26,7 +27,7 @@ from inference.ldh.transforms import IMAGE, LABEL, PATCH, train_transforms
 from inference.modelcard import write_card
 from inference.runtime import seed_everything, select_device
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate_slices", "save_weights", "train"]
+__all__ = ["TrainConfig", "TrainResult", "evaluate_slices", "initial_state", "save_weights", "segmentation_loss", "tip_mask", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ class TrainConfig:
     num_threads: int = 2
     augment: bool = True
     channels: tuple[int, ...] = tuple(NETWORK_CONFIG["channels"])  # type: ignore[arg-type]
+    #: herniation pixels within ``tip_reach`` pixels of the dural sac (where the herniation's tip
+    #: pushes into the sac) count ``1 + tip_weight`` times in the cross-entropy; 0 = plain DiceCE
+    tip_weight: float = 0.0
+    tip_reach: int = 2
+    #: weights file or checkpoint the network starts from (fine-tuning); ``None`` = from scratch
+    init: str | None = None
 
 
 @dataclass
@@ -73,6 +80,59 @@ def _batches(
         return torch.stack(images).float(), torch.stack(labels).long()
 
     return draw
+
+
+def initial_state(path: Path) -> dict[str, torch.Tensor]:
+    """The network state dict stored in ``path``: a weights file (a state dict) or a training checkpoint.
+
+    Loaded with ``weights_only=True`` (tensors and plain containers only).
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict")
+    inner = state.get("state_dict", state)
+    if not isinstance(inner, dict) or not all(isinstance(v, torch.Tensor) for v in inner.values()):
+        raise ValueError(f"{path} holds no state dict")
+    return inner
+
+
+def tip_mask(labels: torch.Tensor, reach: int) -> torch.Tensor:
+    """Herniation pixels within ``reach`` pixels (chessboard distance) of the dural sac.
+
+    ``labels`` is ``(N, 1, H, W)`` :class:`~inference.labels.AxialLabel` values; returns a bool
+    tensor of the same shape.
+    """
+    sac = (labels == AxialLabel.DURAL_SAC).float()
+    near = F.max_pool2d(sac, kernel_size=2 * reach + 1, stride=1, padding=reach) > 0
+    return near & (labels == AxialLabel.HERNIATION)
+
+
+def segmentation_loss(tip_weight: float = 0.0, tip_reach: int = 2) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """DiceCE (foreground Dice + cross-entropy), with the herniation's tip weighted in the cross-entropy.
+
+    Parameters
+    ----------
+    tip_weight
+        Herniation pixels within ``tip_reach`` pixels of the dural sac (see :func:`tip_mask`) count
+        ``1 + tip_weight`` times in the cross-entropy's pixel mean; 0 gives plain DiceCE.
+    tip_reach
+        Pixels.
+
+    Returns
+    -------
+    callable
+        ``loss(logits (N, C, H, W), labels (N, 1, H, W))``.
+    """
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, lambda_ce=1.0, lambda_dice=1.0)
+
+    def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = dice_ce(logits, labels)
+        if tip_weight > 0:
+            pixel_ce = F.cross_entropy(logits.float(), labels[:, 0], reduction="none")
+            loss = loss + tip_weight * (pixel_ce * tip_mask(labels, tip_reach)[:, 0]).mean()
+        return loss
+
+    return loss_fn
 
 
 def train(
@@ -109,7 +169,14 @@ def train(
         torch.set_num_threads(max(1, cfg.num_threads))
     seed_everything(cfg.seed, deterministic=device.type == "cpu")
     rng = np.random.default_rng(cfg.seed)
-    network = build_network(cfg.channels).to(device)
+    network = build_network(cfg.channels)
+    if cfg.init is not None and not (resume and checkpoint is not None and checkpoint.is_file()):
+        try:
+            network.load_state_dict(initial_state(Path(cfg.init)))
+        except RuntimeError as exc:
+            raise ValueError(f"{cfg.init} does not fit the network (channels {cfg.channels}): {exc}") from exc
+        logger.info("initialised from %s", cfg.init)
+    network = network.to(device)
     optimiser = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
     total_steps = cfg.epochs * cfg.steps_per_epoch
     warmup = max(1, total_steps // 20)
@@ -121,7 +188,7 @@ def train(
         return 0.05 + 0.95 * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, lambda_ce=1.0, lambda_dice=1.0)
+    loss_fn = segmentation_loss(cfg.tip_weight, cfg.tip_reach)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     first_epoch, epoch_losses, step_losses = 0, [], []
     if resume and checkpoint is not None and checkpoint.is_file():

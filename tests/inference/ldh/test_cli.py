@@ -48,3 +48,15 @@ def test_train_arguments_and_seed_ranges() -> None:
     assert args.synth_seeds == range(3, 7) and args.epochs == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["--synth-seeds", "7:3"])
+
+
+def test_train_init_and_tip_weight_arguments(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    args = parser.parse_args(["--init", "w.pt", "--tip-weight", "4"])
+    assert args.init == Path("w.pt") and args.tip_weight == 4.0
+    assert parser.parse_args([]).init is None and parser.parse_args([]).tip_weight == 0.0
+    # a missing --init file is refused before any phantom is made
+    missing = parser.parse_args(["--init", str(tmp_path / "none.pt"), "--synth-dir", str(tmp_path / "ph")])
+    assert _ldh.run_train(missing) == 2
+    assert not (tmp_path / "ph").exists()

@@ -10,7 +10,7 @@ import torch
 
 from inference.labels import AxialLabel as L
 from inference.ldh.pipeline import load_network
-from inference.ldh.training import TrainConfig, save_weights, train
+from inference.ldh.training import TrainConfig, save_weights, segmentation_loss, tip_mask, train
 from inference.modelcard import WeightsError
 
 from tests.inference.ldh.conftest import labelled_slice
@@ -68,3 +68,61 @@ def test_saved_weights_load_and_are_checked(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="checksum"):
         load_network(weights)
     assert int(L.HERNIATION) == 2  # the label contract the weights were trained on
+
+
+def test_init_loads_exactly_those_tensors_and_starts_lower(tmp_path: Path) -> None:
+    slices = toy_slices(12, 3)
+    trained = train(slices, tiny_config(epochs=2, steps_per_epoch=10), progress=False, checkpoint=tmp_path / "ck.pt")
+    weights = tmp_path / "ldh.pt"
+    save_weights(trained.network, weights, {"name": "ldh", "version": "test", "network": {"channels": [8, 16, 32]}})
+    # zero steps from the weights: the network holds exactly the saved tensors
+    loaded = train(slices, tiny_config(epochs=0, init=str(weights)), progress=False).network
+    saved = torch.load(weights, weights_only=True)
+    for name, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(tensor, saved[name], rtol=0, atol=0)
+    # a checkpoint works as well as a weights file
+    from_ck = train(slices, tiny_config(epochs=0, init=str(tmp_path / "ck.pt")), progress=False).network
+    for name, tensor in from_ck.state_dict().items():
+        torch.testing.assert_close(tensor, saved[name], rtol=0, atol=0)
+    # the same short run (same seed, same batches) starts much lower from the weights than from scratch
+    scratch = train(slices, tiny_config(epochs=1, steps_per_epoch=2), progress=False)
+    tuned = train(slices, tiny_config(epochs=1, steps_per_epoch=2, init=str(weights)), progress=False)
+    assert tuned.step_losses[0] < 0.8 * scratch.step_losses[0], (tuned.step_losses, scratch.step_losses)
+
+
+def test_init_with_other_channels_is_refused(tmp_path: Path) -> None:
+    net = train(toy_slices(2, 4), tiny_config(epochs=0), progress=False).network
+    weights = tmp_path / "ldh.pt"
+    save_weights(net, weights, {"name": "ldh", "version": "test", "network": {"channels": [8, 16, 32]}})
+    with pytest.raises(ValueError, match="does not fit"):
+        train(toy_slices(2, 4), tiny_config(epochs=0, channels=(4, 8, 16), init=str(weights)), progress=False)
+
+
+def test_tip_mask_marks_herniation_next_to_the_sac_only() -> None:
+    lab = np.zeros((1, 1, 20, 20), np.int64)
+    lab[0, 0, 12:18, 5:15] = L.DURAL_SAC
+    lab[0, 0, 4:12, 9:11] = L.HERNIATION  # rows 4-11, touching the sac at row 12
+    mask = tip_mask(torch.from_numpy(lab), reach=2)[0, 0].numpy()
+    expected = np.zeros((20, 20), bool)
+    expected[10:12, 9:11] = True  # herniation rows 10 and 11: within 2 px of the sac's first row
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_tip_weight_adds_the_tip_pixels_cross_entropy() -> None:
+    lab = np.zeros((1, 1, 20, 20), np.int64)
+    lab[0, 0, 12:18, 5:15] = L.DURAL_SAC
+    lab[0, 0, 4:12, 9:11] = L.HERNIATION
+    labels = torch.from_numpy(lab)
+    pred = lab.copy()
+    pred[0, 0, 10:12, 9:11] = L.DURAL_SAC  # the tip read as sac, the error the weight is for
+    logits = torch.nn.functional.one_hot(torch.from_numpy(pred[:, 0]), len(L)).permute(0, 3, 1, 2).float() * 4.0
+    plain = segmentation_loss(0.0)(logits, labels)
+    weighted = segmentation_loss(5.0)(logits, labels)
+    pixel_ce = torch.nn.functional.cross_entropy(logits, labels[:, 0], reduction="none")[0]
+    expected_extra = 5.0 * float(pixel_ce[10:12, 9:11].sum()) / 400
+    assert expected_extra > 0.05
+    assert float(weighted - plain) == pytest.approx(expected_extra, rel=1e-5)
+    # a right answer at the tip leaves almost nothing to add
+    right = torch.nn.functional.one_hot(labels[:, 0], len(L)).permute(0, 3, 1, 2).float() * 4.0
+    extra_right = float(segmentation_loss(5.0)(right, labels) - segmentation_loss(0.0)(right, labels))
+    assert 0 < extra_right < expected_extra / 10
