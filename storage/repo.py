@@ -34,6 +34,7 @@ from storage.models import (
     UID_LENGTH,
     AuditEvent,
     Instance,
+    Job,
     Series,
     Study,
     StudyState,
@@ -583,9 +584,13 @@ def study_summaries(*, session: Session, limit: int | None = None) -> list[dict[
         Keys ``study_instance_uid``, ``state``, ``forced``, ``amendment``,
         ``study_date``, ``study_description``, ``series_count``,
         ``instance_count``, ``first_received_at``, ``last_received_at``,
-        ``completed_at`` and ``series``: a list of dicts with
+        ``completed_at``, ``series``: a list of dicts with
         ``series_instance_uid``, ``series_number``, ``series_description``,
-        ``modality``, ``instance_count``, ``last_received_at``.
+        ``modality``, ``instance_count``, ``last_received_at``; ``routing``: the
+        stored routing decision (JSON, as the router wrote it) or ``None``; and
+        ``jobs``: the study's jobs (oldest first), dicts with ``id``,
+        ``pipeline``, ``model_version``, ``amendment``, ``state``, ``attempts``,
+        ``error``.
     """
     stmt = sa.select(Study).order_by(Study.last_received_at.desc(), Study.id.desc())
     if limit is not None:
@@ -600,6 +605,25 @@ def study_summaries(*, session: Session, limit: int | None = None) -> list[dict[
             .execution_options(populate_existing=True)
         ):
             by_study[series.study_id].append(series)
+    jobs_of: dict[int, list[dict[str, Any]]] = {s.id: [] for s in studies}
+    if studies:
+        for job in session.scalars(
+            sa.select(Job)
+            .where(Job.study_id.in_(list(jobs_of)))
+            .order_by(Job.id)
+            .execution_options(populate_existing=True)
+        ):
+            jobs_of[job.study_id].append(
+                {
+                    "id": job.id,
+                    "pipeline": job.pipeline,
+                    "model_version": job.model_version,
+                    "amendment": job.amendment,
+                    "state": job.state.value,
+                    "attempts": job.attempts,
+                    "error": job.error,
+                }
+            )
     out: list[dict[str, Any]] = []
     for study in studies:
         series_list = by_study[study.id]
@@ -627,6 +651,8 @@ def study_summaries(*, session: Session, limit: int | None = None) -> list[dict[
                     }
                     for s in series_list
                 ],
+                "routing": study.routing or None,
+                "jobs": jobs_of[study.id],
             }
         )
     return out

@@ -298,6 +298,7 @@ def test_study_summaries(sessions: sessionmaker[Session], store: InstanceStore) 
     assert (first["series_count"], first["instance_count"]) == (2, 5)
     assert first["last_received_at"] == at(5).isoformat()
     assert first["completed_at"] == at(50).isoformat()
+    assert first["routing"] is None and first["jobs"] == []  # not routed: no decision, no job
     assert [
         (x["series_number"], x["series_description"], x["modality"], x["instance_count"])
         for x in first["series"]
