@@ -44,6 +44,7 @@ __all__ = [
     "ConfigError",
     "DeliverySettings",
     "Destination",
+    "JobSettings",
     "ModelSettings",
     "ResultSettings",
     "Settings",
@@ -155,6 +156,29 @@ class DeliverySettings(_Section):
     backoff_max_seconds: float = Field(default=3600.0, gt=0)
 
 
+class JobSettings(_Section):
+    """Retries, timeout and priorities of pipeline jobs (see docs/orchestration.md)."""
+
+    #: a job that failed this many times is dead (a permanent error is dead at once)
+    max_attempts: int = Field(default=3, ge=1)
+    #: wait before the 2nd attempt; doubled per failure up to ``backoff_max_seconds``
+    backoff_initial_seconds: float = Field(default=5.0, gt=0)
+    backoff_max_seconds: float = Field(default=600.0, gt=0)
+    #: a job running longer than this is taken to be lost and is run again
+    timeout_seconds: float = Field(default=900.0, gt=0)
+    #: priority of a pipeline's jobs when its routing rule sets none (higher runs first)
+    priorities: dict[Literal["ldh", "sij"], int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> JobSettings:
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError(
+                f"backoff_max_seconds ({self.backoff_max_seconds:g}) is less than "
+                f"backoff_initial_seconds ({self.backoff_initial_seconds:g})"
+            )
+        return self
+
+
 class ResultSettings(_Section):
     """What the node writes besides the findings' SEG segments and the SR."""
 
@@ -210,6 +234,7 @@ class Settings(BaseSettings):
     assembly: AssemblySettings = Field(default_factory=AssemblySettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     results: ResultSettings = Field(default_factory=ResultSettings)
     workers: int = Field(default=1, ge=1, le=64)
@@ -351,7 +376,8 @@ def load_settings(
         settings = Settings(**overrides)
     except ValidationError as exc:
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            # (a bad mapping key is located as "<key>.[key]": name the key alone)
+            key = ".".join(str(p) for p in err["loc"] if p != "[key]") or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"

@@ -39,7 +39,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.settings import Settings
+from config.settings import JobSettings, Settings
 from dicom_node.delivery.outbox import enqueue_results
 from dicom_node.routing import RouteDecision, Rule, SeriesInfo, parse_rules, route_study
 from storage import repo
@@ -85,13 +85,23 @@ class PermanentJobError(JobError):
 
 @dataclass(frozen=True)
 class JobPolicy:
-    """Retries and timeout of jobs (defaults; see docs/orchestration.md)."""
+    """Retries and timeout of jobs (``settings.jobs``; see docs/orchestration.md)."""
 
     max_attempts: int = 3
     backoff_initial_seconds: float = 5.0
     backoff_max_seconds: float = 600.0
     #: a job running longer than this is taken to be lost and is run again
     timeout_seconds: float = 900.0
+
+    @classmethod
+    def from_settings(cls, jobs: JobSettings) -> JobPolicy:
+        """The policy the ``jobs:`` settings section describes."""
+        return cls(
+            max_attempts=jobs.max_attempts,
+            backoff_initial_seconds=jobs.backoff_initial_seconds,
+            backoff_max_seconds=jobs.backoff_max_seconds,
+            timeout_seconds=jobs.timeout_seconds,
+        )
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds before the next try after the ``attempts``-th failure."""
@@ -214,7 +224,9 @@ def route_completed_study(
     queue nothing new. Returns the decision and the ids of the jobs created.
     """
     now = now or _utcnow()
-    rules = list(rules) if rules is not None else parse_rules(settings.routing)
+    if rules is None:
+        rules = parse_rules(settings.routing, priorities=settings.jobs.priorities)
+    rules = list(rules)
     created: list[int] = []
     with session_factory() as session:
         study = study_by_id(session=session, study_id=study_id)
@@ -333,7 +345,7 @@ class JobRunner:
     session_factory, store
         The database and the instance store (shared with the SCP).
     policy
-        Retries and timeout.
+        Retries and timeout; default ``settings.jobs``.
     on_results
         Called after results and their deliveries are committed (wake the sender).
     """
@@ -344,14 +356,14 @@ class JobRunner:
         session_factory: sessionmaker[Session],
         store: InstanceStore,
         *,
-        policy: JobPolicy = JobPolicy(),
+        policy: JobPolicy | None = None,
         on_results: Callable[[], None] | None = None,
         pipelines: PipelineCache | None = None,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.store = store
-        self.policy = policy
+        self.policy = policy or JobPolicy.from_settings(settings.jobs)
         self.on_results = on_results
         self.pipelines = pipelines or PipelineCache(settings)
         self.worker = worker_name()

@@ -23,11 +23,13 @@ series classifier (``class.plane``, ``class.weighting``, ``class.region``,
 case-insensitive), ``range`` (``[low, high]``, either may be null; numeric) and
 ``present`` (true/false). A leaf may hold several operators: all must hold.
 
-A rule may carry ``priority`` (an integer, default 0): its jobs are claimed
-before those of lower priority. Per role the candidate with the most instances wins (then the lowest Series
-Number); a series fills at most one role of a rule. A rule whose required roles
-are all filled is *routed*; one with some role filled but a required role empty
-is *incomplete* (the study is reported and skipped with that reason); a study no
+A rule may carry ``priority`` (an integer; default ``jobs.priorities`` of its
+pipeline, else 0): its jobs are claimed before those of lower priority. Per role
+the candidate with the most instances wins (then the lowest Series Number); a
+series fills at most one role of a rule. A rule whose required roles are all
+filled is *routed*; one with some role filled but a required role empty is
+*incomplete* (nothing runs; ``status`` shows the study waiting for the series,
+then skipped after the forced timeout; a late series re-routes it); a study no
 rule touches is *unrouted* (not an error). When ``settings.routing`` is empty the
 built-in :data:`DEFAULT_RULES` apply: they rely on the classifier, which reads
 geometry, sequence tags and the usual Siemens/GE/Philips descriptions.
@@ -246,8 +248,13 @@ def _check_expr(expr: Any, where: str) -> None:
         raise RoutingError(f"{where}: 'in' takes a list")
 
 
-def parse_rules(raw: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
+def parse_rules(
+    raw: Sequence[Mapping[str, Any]] | None, *, priorities: Mapping[Any, int] | None = None
+) -> list[Rule]:
     """Validate ``settings.routing`` (the defaults when empty) into :class:`Rule` objects.
+
+    ``priorities`` (``settings.jobs.priorities``) gives a pipeline's priority to
+    the rules that set none of their own (the built-in rules among them).
 
     Raises
     ------
@@ -278,7 +285,7 @@ def parse_rules(raw: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
         extra = set(item) - {"name", "pipeline", "roles", "priority"}
         if extra:
             raise RoutingError(f"{where}: unknown keys {sorted(extra)}")
-        priority = item.get("priority", 0)
+        priority = item.get("priority", (priorities or {}).get(str(pipeline), 0))
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise RoutingError(f"{where}: priority must be an integer, got {priority!r}")
         rules.append(Rule(name, str(pipeline), tuple(roles), priority))

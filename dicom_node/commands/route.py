@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     try:
-        rules = parse_rules(settings.routing)
+        rules = parse_rules(settings.routing, priorities=settings.jobs.priorities)
     except RoutingError as exc:
         print(f"route: {exc}", file=sys.stderr)
         return 2

@@ -97,7 +97,7 @@ class CeleryExecutor(Executor):
         self.settings = settings
         self.session_factory = session_factory
         self.store = store
-        self.rules = parse_rules(settings.routing)
+        self.rules = parse_rules(settings.routing, priorities=settings.jobs.priorities)
         self.app = app or make_celery(settings)
         self.poll_seconds = poll_seconds
         # only for recovery: jobs of dead worker processes on this host, and timed-out ones
@@ -165,7 +165,7 @@ def register_task(app: Celery, runner: JobRunner) -> Any:
 
 
 def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INFO",
-               policy: JobPolicy = JobPolicy(), broker: str | None = None) -> int:
+               policy: JobPolicy | None = None, broker: str | None = None) -> int:
     """Run a Celery worker for dicom-node jobs until stopped (``dicom-node worker``)."""
     from dicom_node.server import store_root
     from storage.db import make_engine, make_session_factory, upgrade

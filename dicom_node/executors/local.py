@@ -37,6 +37,8 @@ class LocalExecutor(Executor):
         As for :class:`~dicom_node.jobs.JobRunner`.
     on_results
         Called when a job committed results (wake the delivery worker).
+    policy
+        Retries and timeout; default ``settings.jobs``.
     poll_seconds
         How long an idle thread sleeps before looking at the queue again.
     """
@@ -48,13 +50,13 @@ class LocalExecutor(Executor):
         store: InstanceStore,
         *,
         on_results: Callable[[], None] | None = None,
-        policy: JobPolicy = JobPolicy(),
+        policy: JobPolicy | None = None,
         poll_seconds: float = 2.0,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.store = store
-        self.rules = parse_rules(settings.routing)
+        self.rules = parse_rules(settings.routing, priorities=settings.jobs.priorities)
         self.runner = JobRunner(settings, session_factory, store, policy=policy,
                                 on_results=on_results)
         self.poll_seconds = poll_seconds

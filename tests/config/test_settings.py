@@ -87,3 +87,38 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     s = load_settings(example, environ={}, storage_dir=tmp_path)
     assert s.ae_title
 
+
+
+def test_jobs_section_from_yaml_and_environment(tmp_path: Path) -> None:
+    s = load_settings(environ={}, storage_dir=tmp_path)
+    assert (s.jobs.max_attempts, s.jobs.backoff_initial_seconds, s.jobs.backoff_max_seconds,
+            s.jobs.timeout_seconds, s.jobs.priorities) == (3, 5.0, 600.0, 900.0, {})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("jobs: {max_attempts: 5, backoff_initial_seconds: 2, timeout_seconds: 60, priorities: {sij: 2}}\n")
+    s = load_settings(cfg, environ={"DICOM_NODE_JOBS__BACKOFF_MAX_SECONDS": "30"}, storage_dir=tmp_path)
+    assert (s.jobs.max_attempts, s.jobs.backoff_initial_seconds, s.jobs.backoff_max_seconds,
+            s.jobs.timeout_seconds, s.jobs.priorities) == (5, 2.0, 30.0, 60.0, {"sij": 2})
+
+
+def test_bad_jobs_keys_are_one_line_each(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "jobs:\n  max_attempts: 0\n  backoff_initial_seconds: -1\n  timeout_seconds: soon\n"
+        "  retries: 2\n  priorities: {brain: 1, sij: high}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, environ={}, storage_dir=tmp_path)
+    keys = sorted(line.split(":")[0] for line in info.value.problems)
+    assert keys == ["jobs.backoff_initial_seconds", "jobs.max_attempts", "jobs.priorities.brain",
+                    "jobs.priorities.sij", "jobs.retries", "jobs.timeout_seconds"]
+    assert all("\n" not in line for line in info.value.problems)
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={}, storage_dir=tmp_path, jobs={"backoff_initial_seconds": 60, "backoff_max_seconds": 10})
+    assert info.value.problems == ["jobs: backoff_max_seconds (10) is less than backoff_initial_seconds (60)"]
+
+
+def test_example_config_spells_out_the_jobs_defaults(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
+    assert load_settings(example, environ={}, storage_dir=tmp_path).jobs == load_settings(
+        environ={}, storage_dir=tmp_path).jobs
+    assert "\njobs:\n" in example.read_text()

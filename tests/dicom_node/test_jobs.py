@@ -195,3 +195,34 @@ def test_jobs_command_lists_jobs_and_routing(node: Any, tmp_path: Path, capsys: 
     assert f"study {study_uid}: routed (amendment 0)" in out
     assert main(["--config", str(config), "jobs", "--json", "--state", "dead"]) == 0
     assert '"jobs": []' in capsys.readouterr().out
+
+
+def test_jobs_settings_drive_retries_timeout_and_priorities(node: Any) -> None:
+    """The ``jobs:`` section reaches the runner (retries, timeout) and the router (priorities)."""
+    from dicom_node.executors.celery_executor import CeleryExecutor
+    from dicom_node.executors.local import LocalExecutor
+
+    settings, sessions, store = node
+    settings = settings.model_copy(update={"jobs": settings.jobs.model_copy(update={
+        "max_attempts": 2, "backoff_initial_seconds": 40.0, "backoff_max_seconds": 50.0,
+        "timeout_seconds": 120.0, "priorities": {"ldh": 4}})})
+    expected = JobPolicy(max_attempts=2, backoff_initial_seconds=40.0, backoff_max_seconds=50.0,
+                         timeout_seconds=120.0)
+    assert LocalExecutor(settings, sessions, store).runner.policy == expected
+    assert CeleryExecutor(settings, sessions, store).recovery.policy == expected
+    assert expected.retry_delay(1) == 40.0 and expected.retry_delay(3) == 50.0
+
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    route_pending_studies(settings=settings, session_factory=sessions, store=store)
+    job = job_row(sessions)
+    assert job.study_id == study_id and job.priority == 4  # the built-in rule sets none: jobs.priorities
+
+    cache = PipelineCache(settings)
+    cache._pipelines["ldh"] = FailingPipeline()
+    runner = JobRunner(settings, sessions, store, pipelines=cache)  # no policy given: settings.jobs
+    runner.process_next()
+    job = job_row(sessions)
+    assert job.state is JobState.FAILED and job.not_before is not None and job.finished_at is not None
+    assert job.not_before - job.finished_at >= timedelta(seconds=39)
+    runner.process_next(now=job.not_before + timedelta(seconds=1))
+    assert job_row(sessions).state is JobState.DEAD  # max_attempts 2

@@ -115,6 +115,11 @@ def test_configured_rule_by_tags_only() -> None:
     }])
     assert rules[0].priority == 0
     assert parse_rules([{"pipeline": "sij", "priority": 5, "roles": {"t1": {"match": {"field": "Modality", "equals": "MR"}}}}])[0].priority == 5
+    # jobs.priorities fills in for rules without a priority of their own (the built-in ones too)
+    sij_rule = {"pipeline": "sij", "roles": {"t1": {"match": {"field": "Modality", "equals": "MR"}}}}
+    assert parse_rules([sij_rule], priorities={"sij": 2})[0].priority == 2
+    assert parse_rules([{**sij_rule, "priority": 5}], priorities={"sij": 2})[0].priority == 5
+    assert [r.priority for r in parse_rules([], priorities={"sij": 3})] == [0, 3]
     hit = info(header("LS_AX_T2", AXIAL, EchoTime=90))
     miss = info(header("LS_AX_T2", AXIAL, EchoTime=20))
     assert route_study([hit], rules).pipelines() == ["ldh"]
