@@ -116,7 +116,12 @@ def _description(number: int, spec: SegmentSpec, model: ModelIdentity) -> hd.seg
     )
     side = {"left": codes.LEFT, "right": codes.RIGHT}.get(spec.laterality or "")
     if side is not None:
-        desc.SegmentedPropertyTypeModifierCodeSequence = DicomSequence([hd.sr.CodedConcept.from_code(side)])
+        # PS3.3 Segment Description Macro: the modifier sits inside the type code's item
+        # (>Segmented Property Type Modifier Code Sequence). One level up, dciodvfy calls it
+        # "not present in standard DICOM IOD" and dcmqi (Slicer) drops the laterality.
+        desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = DicomSequence(
+            [hd.sr.CodedConcept.from_code(side)]
+        )
     return desc
 
 

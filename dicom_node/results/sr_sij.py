@@ -107,7 +107,8 @@ def _slice_group(
         finding_type=codes.FAT if fm else codes.OEDEMA,
         algorithm_id=algorithm_id(model),
         finding_sites=[_side_site(None)],
-        measurements=[hd.sr.Measurement(name=codes.SPARCC_SLICE_SCORE, value=float(row.score), unit=codes.SCORE,
+        measurements=[hd.sr.Measurement(name=codes.SPARCC_SLICE_SCORE if fm else codes.SPARCC_OEDEMA_SLICE_SCORE,
+                                        value=float(row.score), unit=codes.SCORE,
                                         referenced_images=[ref])],
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(codes.QUADRANT_CODES[q], codes.PRESENT if present else codes.ABSENT)

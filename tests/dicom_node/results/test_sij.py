@@ -60,7 +60,8 @@ def test_seg_round_trip_with_stir(sij: SijCase, encoded, tmp_path: Path) -> None
     np.testing.assert_array_equal(pixels[..., 1], masks["fat_metaplasia_right"])
     np.testing.assert_array_equal(pixels[..., 2], masks["oedema"])
     left = seg.SegmentSequence[0]
-    assert left.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == codes.LEFT.value
+    assert left.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == codes.LEFT.value
+    assert "SegmentedPropertyTypeModifierCodeSequence" not in left  # nested in the type item, not beside it
     assert dciodvfy_errors(seg_ds, tmp_path, "segv") == []
 
 
