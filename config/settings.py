@@ -168,6 +168,8 @@ class JobSettings(_Section):
     timeout_seconds: float = Field(default=900.0, gt=0)
     #: priority of a pipeline's jobs when its routing rule sets none (higher runs first)
     priorities: dict[Literal["ldh", "sij"], int] = Field(default_factory=dict)
+    #: load the routed pipelines' models when workers start, not on the first study
+    preload_models: bool = True
 
     @model_validator(mode="after")
     def _backoff(self) -> JobSettings:

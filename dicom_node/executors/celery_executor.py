@@ -179,6 +179,9 @@ def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INF
     app = make_celery(settings, broker=broker)
     register_task(app, runner)
     runner.recover()
+    if settings.jobs.preload_models:  # before the first doorbell: this process only runs jobs
+        rules = parse_rules(settings.routing, priorities=settings.jobs.priorities)
+        runner.pipelines.preload(list(dict.fromkeys(rule.pipeline for rule in rules)))
     app.send_task(TASK_NAME, queue=QUEUE)  # look at the queue once now
     try:
         worker = app.Worker(pool="solo", concurrency=concurrency, loglevel=loglevel, queues=[QUEUE],

@@ -64,6 +64,7 @@ class LocalExecutor(Executor):
         self._pending_wake = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._preload: threading.Thread | None = None
         self._route_lock = threading.Lock()
 
     def on_study_complete(self, event: StudyCompleted) -> None:
@@ -81,9 +82,14 @@ class LocalExecutor(Executor):
             self._wake.notify_all()
 
     def start(self) -> None:
-        """Requeue lost jobs, then start the worker threads."""
+        """Requeue lost jobs, start loading the models (``jobs.preload_models``), start the worker threads."""
         self.runner.recover()
         self._stop.clear()
+        if self.settings.jobs.preload_models:
+            pipelines = list(dict.fromkeys(rule.pipeline for rule in self.rules))
+            self._preload = threading.Thread(target=self.runner.pipelines.preload, args=(pipelines,),
+                                             name="model-preload", daemon=True)
+            self._preload.start()
         for i in range(self.settings.workers):
             thread = threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
             thread.start()
@@ -93,11 +99,12 @@ class LocalExecutor(Executor):
         """Let running jobs finish (up to ``timeout``), then stop the threads."""
         self._stop.set()
         self.wake()
-        for thread in self._threads:
+        for thread in [*self._threads, *([self._preload] if self._preload is not None else [])]:
             thread.join(timeout)
             if thread.is_alive():
                 logger.warning("a job was still running at stop; it is requeued at the next start")
         self._threads = []
+        self._preload = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -226,3 +226,36 @@ def test_jobs_settings_drive_retries_timeout_and_priorities(node: Any) -> None:
     assert job.not_before - job.finished_at >= timedelta(seconds=39)
     runner.process_next(now=job.not_before + timedelta(seconds=1))
     assert job_row(sessions).state is JobState.DEAD  # max_attempts 2
+
+
+def test_models_are_loaded_once_at_start_with_the_level_finder(node: Any, tmp_path: Path) -> None:
+    """``jobs.preload_models``: the executor builds the routed pipelines at start, the LDH one with its
+    level finder (loaded once, not per study), and a broken level-finder path does not stop grading."""
+    from dicom_node.executors.local import LocalExecutor
+
+    settings, sessions, store = node
+    executor = LocalExecutor(settings, sessions, store)
+    executor.start()
+    try:
+        preload = executor._preload
+        assert preload is not None
+        preload.join(300)
+        assert not preload.is_alive()
+        cache = executor.runner.pipelines
+        assert set(cache._pipelines) == {"ldh", "sij"}  # the built-in rules route to both
+        ldh = cache.get("ldh")
+        assert ldh.levels_model is not None and cache.get("ldh").levels_model is ldh.levels_model
+    finally:
+        executor.stop()
+    assert executor._preload is None
+
+    broken = settings.model_copy(update={"models": settings.models.model_copy(
+        update={"levels_weights": tmp_path / "no-levels.pt"})})
+    assert PipelineCache(broken).get("ldh").levels_model is None  # levels from the stack order, per study
+    off = settings.model_copy(update={"jobs": settings.jobs.model_copy(update={"preload_models": False})})
+    executor = LocalExecutor(off, sessions, store)
+    executor.start()
+    try:
+        assert executor._preload is None and executor.runner.pipelines._pipelines == {}
+    finally:
+        executor.stop()
