@@ -66,6 +66,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from these weights or checkpoint (fine-tuning); ignored by --resume once OUT/checkpoint.pt exists")
     parser.add_argument("--tip-weight", type=float, default=0.0,
                         help="herniation pixels next to the dural sac count 1 + this in the cross-entropy (default 0)")
+    parser.add_argument("--batch-dice", action="store_true", help="Dice pooled over the batch instead of per patch")
     parser.add_argument("--version", default="0.1.0", help="version written in the model card")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -99,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
             learning_rate=args.lr, patch=(args.patch, args.patch), seed=args.seed, device=args.device, num_threads=args.threads,
-            tip_weight=args.tip_weight, init=str(args.init) if args.init is not None else None,
+            tip_weight=args.tip_weight, batch_dice=args.batch_dice, init=str(args.init) if args.init is not None else None,
         )
         result = train(
             train_slices, cfg, val_slices=val_slices, checkpoint=args.out / "checkpoint.pt",

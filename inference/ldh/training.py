@@ -50,6 +50,9 @@ class TrainConfig:
     #: pushes into the sac) count ``1 + tip_weight`` times in the cross-entropy; 0 = plain DiceCE
     tip_weight: float = 0.0
     tip_reach: int = 2
+    #: Dice pooled over the batch instead of per patch (a class absent from a patch then adds no
+    #: loss of 1 that pushes its probabilities to zero everywhere)
+    batch_dice: bool = False
     #: weights file or checkpoint the network starts from (fine-tuning); ``None`` = from scratch
     init: str | None = None
 
@@ -107,7 +110,9 @@ def tip_mask(labels: torch.Tensor, reach: int) -> torch.Tensor:
     return near & (labels == AxialLabel.HERNIATION)
 
 
-def segmentation_loss(tip_weight: float = 0.0, tip_reach: int = 2) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def segmentation_loss(
+    tip_weight: float = 0.0, tip_reach: int = 2, batch_dice: bool = False
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """DiceCE (foreground Dice + cross-entropy), with the herniation's tip weighted in the cross-entropy.
 
     Parameters
@@ -117,13 +122,17 @@ def segmentation_loss(tip_weight: float = 0.0, tip_reach: int = 2) -> Callable[[
         ``1 + tip_weight`` times in the cross-entropy's pixel mean; 0 gives plain DiceCE.
     tip_reach
         Pixels.
+    batch_dice
+        Dice pooled over the batch (per class) rather than per patch.
 
     Returns
     -------
     callable
         ``loss(logits (N, C, H, W), labels (N, 1, H, W))``.
     """
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, lambda_ce=1.0, lambda_dice=1.0)
+    dice_ce = DiceCELoss(
+        to_onehot_y=True, softmax=True, include_background=False, lambda_ce=1.0, lambda_dice=1.0, batch=batch_dice
+    )
 
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = dice_ce(logits, labels)
@@ -188,7 +197,7 @@ def train(
         return 0.05 + 0.95 * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    loss_fn = segmentation_loss(cfg.tip_weight, cfg.tip_reach)
+    loss_fn = segmentation_loss(cfg.tip_weight, cfg.tip_reach, cfg.batch_dice)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     first_epoch, epoch_losses, step_losses = 0, [], []
     if resume and checkpoint is not None and checkpoint.is_file():

@@ -126,3 +126,21 @@ def test_tip_weight_adds_the_tip_pixels_cross_entropy() -> None:
     right = torch.nn.functional.one_hot(labels[:, 0], len(L)).permute(0, 3, 1, 2).float() * 4.0
     extra_right = float(segmentation_loss(5.0)(right, labels) - segmentation_loss(0.0)(right, labels))
     assert 0 < extra_right < expected_extra / 10
+
+
+def test_batch_dice_ignores_a_class_missing_from_one_patch() -> None:
+    with_h = np.zeros((20, 20), np.int64)
+    with_h[12:18, 5:15] = L.DURAL_SAC
+    with_h[8:12, 9:11] = L.HERNIATION
+    without_h = with_h.copy()
+    without_h[with_h == L.HERNIATION] = 0
+    labels = torch.from_numpy(np.stack([with_h, without_h])[:, None])
+    logits = torch.nn.functional.one_hot(labels[:, 0], len(L)).permute(0, 3, 1, 2).float() * 8.0  # right everywhere
+    per_patch = float(segmentation_loss()(logits, labels))
+    pooled = float(segmentation_loss(batch_dice=True)(logits, labels))
+    # A class absent from a patch costs ~1 as soon as a little probability (here 3e-4 a pixel) is left on it.
+    # 6 foreground classes; disc, both facets and vertebra are absent from both patches and cost 1 either way.
+    # Per patch the herniation, absent from the second patch only, costs 1 there as well (9 of 12 terms);
+    # pooled over the batch it is found (4 of 6 terms)
+    assert per_patch == pytest.approx(9 / 12, abs=0.02)
+    assert pooled == pytest.approx(4 / 6, abs=0.02)
