@@ -153,6 +153,8 @@ class PipelineCache:
         self._pipelines: dict[str, Any] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
+        #: one build lock per pipeline: a job waits for its own pipeline's build, not another's
+        self._build_locks: dict[str, threading.Lock] = {}
 
     def get(self, pipeline: str) -> Any:
         """The pipeline ``ldh`` or ``sij`` (built once).
@@ -163,6 +165,8 @@ class PipelineCache:
             When its weights cannot be loaded (the same failure every time).
         """
         with self._lock:
+            build_lock = self._build_locks.setdefault(pipeline, threading.Lock())
+        with build_lock:
             if pipeline in self._pipelines:
                 return self._pipelines[pipeline]
             if pipeline in self._errors:

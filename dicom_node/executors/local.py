@@ -95,6 +95,13 @@ class LocalExecutor(Executor):
             thread.start()
             self._threads.append(thread)
 
+    def wait_preloaded(self, timeout: float | None = None) -> bool:
+        """Wait until the models started at :meth:`start` are loaded; whether they are (``True`` if none)."""
+        if self._preload is not None:
+            self._preload.join(timeout)
+            return not self._preload.is_alive()
+        return True
+
     def stop(self, timeout: float | None = 60.0) -> None:
         """Let running jobs finish (up to ``timeout``), then stop the threads."""
         self._stop.set()

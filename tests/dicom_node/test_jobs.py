@@ -237,10 +237,8 @@ def test_models_are_loaded_once_at_start_with_the_level_finder(node: Any, tmp_pa
     executor = LocalExecutor(settings, sessions, store)
     executor.start()
     try:
-        preload = executor._preload
-        assert preload is not None
-        preload.join(300)
-        assert not preload.is_alive()
+        assert executor._preload is not None
+        assert executor.wait_preloaded(300)
         cache = executor.runner.pipelines
         assert set(cache._pipelines) == {"ldh", "sij"}  # the built-in rules route to both
         ldh = cache.get("ldh")
@@ -256,6 +254,6 @@ def test_models_are_loaded_once_at_start_with_the_level_finder(node: Any, tmp_pa
     executor = LocalExecutor(off, sessions, store)
     executor.start()
     try:
-        assert executor._preload is None and executor.runner.pipelines._pipelines == {}
+        assert executor.wait_preloaded(0) and executor.runner.pipelines._pipelines == {}
     finally:
         executor.stop()
