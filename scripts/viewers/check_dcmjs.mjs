@@ -1,6 +1,6 @@
 // Read our SEG and TID 1500 SR objects the way OHIF 3.13.2 does, in Node.
 //
-//   node check_dcmjs.mjs [--strict] --sources SRC_DIR [--sources DIR2] OBJECT.dcm ... > report.json
+//   node check_dcmjs.mjs [--strict] [--dump DIR] --sources SRC_DIR [--sources DIR2] OBJECT.dcm ... > report.json
 //
 // Run with NODE_PATH-free module resolution from the folder where
 // scripts/viewers/package.json was installed (scripts/viewers/check does that:
@@ -59,6 +59,8 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--strict') {
       strict = true;
+    } else if (argv[i] === '--dump') {
+      dumpDir = argv[++i];
     } else if (argv[i] === '--sources') {
       sources.push(argv[++i]);
     } else {
@@ -222,6 +224,21 @@ function segFrames(seg) {
   });
 }
 
+let dumpDir = null; // --dump DIR: write OHIF's labelmaps (for scripts/viewers/render_overlays.py)
+
+function dumpLabelmaps(result, imageIds, name) {
+  asArray(result.labelMapImages).forEach((layer, l) => {
+    asArray(layer).forEach((img, idx) => {
+      const sop = images.get(imageIds[idx])?.SOPInstanceUID;
+      const px = img.getPixelData ? img.getPixelData() : img.voxelManager?.getScalarData();
+      if (!sop || !px || !px.some(v => v)) return;
+      const dir = path.join(dumpDir, name);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, `${sop}.${l}.u8`), Buffer.from(Uint8Array.from(px)));
+    });
+  });
+}
+
 function summariseLabelmaps(result, imageIds) {
   // labelMapImages: one array per layer (several when segments overlap), each one
   // labelmap image per referenced image id; pixel value = segment number.
@@ -242,13 +259,14 @@ function summariseLabelmaps(result, imageIds) {
   return perSource;
 }
 
-async function ohifLoad(arrayBuffer, imageIds) {
+async function ohifLoad(arrayBuffer, imageIds, dumpName) {
   try {
     const result = await adaptersSEG.Cornerstone3D.Segmentation.createFromDICOMSegBuffer(
       imageIds,
       arrayBuffer,
       { metadataProvider: metaData, tolerance: 0.001 }
     );
+    if (dumpDir && dumpName) dumpLabelmaps(result, imageIds, dumpName);
     return {
       ok: true,
       layers: asArray(result.labelMapImages).length,
@@ -321,7 +339,7 @@ async function checkSeg(file, seg, arrayBuffer) {
     referencedSeries: seriesUID,
     segments,
     frames: frames.map(f => ({ ...f, imageOrientationPatient: undefined })),
-    ohifStack: stackIds.length ? await ohifLoad(arrayBuffer, stackIds) : { ok: false, error: 'no source images' },
+    ohifStack: stackIds.length ? await ohifLoad(arrayBuffer, stackIds, name) : { ok: false, error: 'no source images' },
     ohifSeries: {
       displaySetImages: series.imageIds.length,
       oneOrientation: series.oneOrientation,
@@ -405,7 +423,7 @@ function checkSr(file, sr) {
     out.geometric = scoords.length > 0;
     for (const s of scoords) {
       const ref = first(first(s.ContentSequence)?.ReferencedSOPSequence);
-      const c = { valueType: s.ValueType, graphicType: s.GraphicType, points: asArray(s.GraphicData).length / 2, referencedSOPInstanceUID: ref?.ReferencedSOPInstanceUID, referencedFrameNumber: ref?.ReferencedFrameNumber ?? null };
+      const c = { valueType: s.ValueType, graphicType: s.GraphicType, points: asArray(s.GraphicData).length / 2, graphicData: num(s.GraphicData), referencedSOPInstanceUID: ref?.ReferencedSOPInstanceUID, referencedFrameNumber: ref?.ReferencedFrameNumber ?? null };
       out.coords.push(c);
       const imageId = ref && bySop.get(ref.ReferencedSOPInstanceUID);
       if (!imageId) {
