@@ -25,6 +25,16 @@ def _patch(text: str) -> tuple[int, int, int]:
     return (parts[0], parts[1], parts[2])
 
 
+def _ratios(text: str) -> tuple[float, ...]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("crop ratios are 5 numbers, e.g. 0.1,0.7,0.1,0.05,0.05") from exc
+    if len(parts) != 5 or min(parts) < 0 or sum(parts) <= 0:
+        raise argparse.ArgumentTypeError("crop ratios are 5 non-negative numbers, e.g. 0.1,0.7,0.1,0.05,0.05")
+    return parts
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True,
                         help="folder of labelled studies (phantom layout, any depth)")
@@ -48,10 +58,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", type=_patch, default=(8, 64, 64), help="training patch, default 8x64x64")
     parser.add_argument("--spacing", type=float, default=2.0, help="in-plane spacing in mm (default 2.0)")
     parser.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
+    parser.add_argument("--fm-weight", type=float, default=20.0,
+                        help="cross-entropy weight of fat metaplasia (default 20)")
+    parser.add_argument("--crop-ratios", type=_ratios, default=(0.1, 0.7, 0.1, 0.05, 0.05),
+                        help="patch centres per class background,FM,sacrum,left ilium,right ilium "
+                             "(default 0.1,0.7,0.1,0.05,0.05)")
+    parser.add_argument("--window", type=_patch, default=None,
+                        help="sliding-window size SxRxC stored for inference (default: the training patch; "
+                             "instance norm makes larger windows see other statistics than training did)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from the network of these weights (with card) instead of a random one")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--seg-cases", type=int, default=0,
                         help="studies used for segmentation (0: all); the classifier always sees all")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.ckpt when it exists")
+    parser.add_argument("--segmentation-only", action="store_true",
+                        help="write the network (and card) without fitting the classifier; fit it later with "
+                             "--classifier-only on other studies")
     parser.add_argument("--classifier-only", action="store_true",
                         help="keep the network of the existing --out weights; refit only the axSpA classifier")
     parser.add_argument("--version", default="0.1.0", help="model version written to the card")
@@ -138,7 +161,9 @@ def run_train(args: argparse.Namespace) -> int:
         seg_cases = cases[: args.seg_cases] if args.seg_cases else cases
         config = TrainConfig(steps=args.steps, batch_cases=args.batch_cases, samples_per_case=args.samples,
                              patch_size=args.patch, spacing_mm=args.spacing, lr=args.lr, seed=args.seed,
-                             threads=args.threads)
+                             threads=args.threads, fm_weight=args.fm_weight, crop_ratios=args.crop_ratios,
+                             inference_patch_size=args.window or args.patch,
+                             init=str(args.init) if args.init is not None else None)
         t0 = time.monotonic()
         previous: dict[str, Any] = {}
         if args.classifier_only:
@@ -149,6 +174,14 @@ def run_train(args: argparse.Namespace) -> int:
                                               checkpoint=args.out.with_suffix(".ckpt"), resume=args.resume,
                                               progress=not args.no_progress)
         seg_s = time.monotonic() - t0
+        if args.segmentation_only:
+            write_model(args.out, net, config, classifier=None, version=args.version,
+                        training_data=f"{len(seg_cases)} studies from {args.data}",
+                        metrics={"segmentation_steps": config.steps,
+                                 "final_loss_mean_last_50": float(sum(history[-50:]) / max(1, len(history[-50:]))),
+                                 "segmentation_studies": len(seg_cases), "segmentation_data": str(args.data)})
+            print(f"wrote {args.out} and its card (no classifier)")
+            return 0
         pipeline = SijPipeline(net, inferer=SijInferer(patch_size=config.inference_patch_size, flip_tta=False),
                                spacing_mm=config.spacing_mm)
         fm_scale, dice_by_scale, results = tune_and_predict(pipeline, cases, progress=not args.no_progress)

@@ -23,9 +23,9 @@ from monai.losses import DiceLoss
 from tqdm import tqdm
 
 from inference.labels import SijLabel
-from inference.modelcard import write_card
+from inference.modelcard import WeightsError, load_weights, write_card
 from inference.sij.classifier import FEATURE_NAMES, AxspaClassifier, fit_classifier
-from inference.sij.errors import SijDataError
+from inference.sij.errors import SijDataError, SijModelError
 from inference.sij.network import OEDEMA_CHANNEL, SOFTMAX_LABELS, NetworkConfig, build_network
 from inference.sij.pipeline import SijPipeline
 from inference.sij.result import SijResult
@@ -53,6 +53,12 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     checkpoint_every: int = 50
+    #: Cross-entropy weight of fat metaplasia (the other softmax classes weigh 1).
+    fm_weight: float = 20.0
+    #: Share of training patches centred on each softmax class (background, FM, sacrum, ilia).
+    crop_ratios: tuple[float, ...] = (0.1, 0.7, 0.1, 0.05, 0.05)
+    #: Weights (with a card) whose network state starts the training instead of a random one.
+    init: str | None = None
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,17 +66,21 @@ class TrainConfig:
         data = asdict(self)
         data["patch_size"] = list(self.patch_size)
         data["inference_patch_size"] = list(self.inference_patch_size)
+        data["crop_ratios"] = list(self.crop_ratios)
         data["network"] = self.network.to_dict()
         return data
 
 
 #: Dice over the whole batch (small lesions are absent from many patches) on the foreground classes.
 _DICE = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-#: Cross-entropy weights per softmax class: fat metaplasia is rare and small.
+#: Cross-entropy weights per softmax class of v0.1.0: fat metaplasia is rare and small.
 CE_WEIGHTS = (1.0, 20.0, 1.0, 1.0, 1.0)
 
 
-def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, oedema: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, label: torch.Tensor, oedema: torch.Tensor, valid: torch.Tensor, *,
+    ce_weights: Sequence[float] = CE_WEIGHTS,
+) -> torch.Tensor:
     """Batch Dice + weighted CE over the softmax classes, BCE + soft Dice on oedema where a STIR label exists.
 
     Parameters
@@ -83,9 +93,11 @@ def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, oedema: torch.T
         (B, 1, ...) 0/1.
     valid:
         (B,) 1.0 where the oedema target is known.
+    ce_weights:
+        Cross-entropy weight per softmax class.
     """
     classes = logits[:, :OEDEMA_CHANNEL]
-    weight = torch.tensor(CE_WEIGHTS, dtype=classes.dtype, device=classes.device)
+    weight = torch.tensor(tuple(ce_weights), dtype=classes.dtype, device=classes.device)
     loss = _DICE(classes, label) + torch.nn.functional.cross_entropy(classes, label[:, 0].long(), weight=weight)
     if float(valid.sum()) > 0:
         o_logit = logits[:, OEDEMA_CHANNEL:]
@@ -140,12 +152,23 @@ def train_segmentation(
     torch.set_num_threads(max(1, config.threads))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    fixed, rand = training_transforms(config.patch_size, config.spacing_mm, samples=config.samples_per_case)
-    prepared = [fixed(dict(c)) for c in cases]
+    fixed, rand = training_transforms(config.patch_size, config.spacing_mm, samples=config.samples_per_case,
+                                      ratios=config.crop_ratios)
+    prepared = [fixed(dict(c)) for c in tqdm(cases, disable=not progress, desc="sij prepare")]
     net = build_network(config.network)
+    if config.init is not None:
+        try:
+            state, _ = load_weights(Path(config.init), map_location="cpu")
+            net.load_state_dict(state)
+        except (WeightsError, RuntimeError) as exc:
+            raise SijModelError(f"cannot start from {config.init}: {exc}") from exc
+        logger.info("network initialised from %s", config.init)
+    ce_weights = (1.0, float(config.fm_weight), 1.0, 1.0, 1.0)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - 0.9 * min(s, config.steps) / config.steps)
     start, history = 0, []
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         net.load_state_dict(state["model"])
@@ -169,7 +192,7 @@ def train_segmentation(
         oedema = torch.stack([torch.as_tensor(s["oedema"]).float() for s in samples])
         valid = torch.stack([torch.as_tensor(s["oedema_valid"]).float() for s in samples])
         opt.zero_grad()
-        loss = segmentation_loss(net(image), label, oedema, valid)
+        loss = segmentation_loss(net(image), label, oedema, valid, ce_weights=ce_weights)
         loss.backward()
         opt.step()
         sched.step()
@@ -239,7 +262,7 @@ def predict_all(pipeline: SijPipeline, cases: Sequence[Any], *, progress: bool =
     return [pipeline(c.t1, c.stir) for c in tqdm(cases, disable=not progress, desc="sij predict")]
 
 
-FM_SCALES: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01)
+FM_SCALES: tuple[float, ...] = (4.0, 2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.1, 0.05, 0.025, 0.01)
 
 
 def tune_and_predict(

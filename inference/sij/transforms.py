@@ -175,12 +175,17 @@ def inference_transforms(spacing_mm: float = DEFAULT_SPACING_MM) -> Compose:
 
 
 def training_transforms(
-    patch_size: tuple[int, int, int], spacing_mm: float = DEFAULT_SPACING_MM, *, samples: int = 2
+    patch_size: tuple[int, int, int],
+    spacing_mm: float = DEFAULT_SPACING_MM,
+    *,
+    samples: int = 2,
+    ratios: Sequence[float] = (0.1, 0.7, 0.1, 0.05, 0.05),
 ) -> tuple[Compose, Compose]:
     """``(deterministic part, random part)`` of the training preprocessing.
 
     The deterministic part is cached per case; the random part crops ``samples`` patches
-    (70 % centred on fat metaplasia), mirrors and jitters intensities.
+    (centred on each softmax class in ``ratios``; classes absent from a case are skipped),
+    mirrors and jitters intensities.
     """
     fixed = inference_transforms(spacing_mm)
     keys = ["image", "label", "oedema"]
@@ -192,7 +197,7 @@ def training_transforms(
                 label_key="label",
                 spatial_size=patch_size,
                 num_classes=len(SOFTMAX_LABELS),
-                ratios=[0.1, 0.7, 0.1, 0.05, 0.05],
+                ratios=[float(r) for r in ratios],
                 num_samples=samples,
                 warn=False,
             ),

@@ -10,7 +10,7 @@ import torch
 from inference.sij.network import NetworkConfig
 from inference.sij.pipeline import SijPipeline
 from inference.sij.toy import toy_case
-from inference.sij.training import TrainConfig, train_segmentation, write_model
+from inference.sij.training import TrainConfig, segmentation_loss, train_segmentation, write_model
 
 SMALL = NetworkConfig(
     filters=(4, 8, 16),
@@ -46,3 +46,24 @@ def test_written_weights_load_into_the_pipeline(tmp_path: Path) -> None:
     assert pipe.model is not None and pipe.model.version == "0.0-test" and pipe.model.synthetic
     for key, value in net.state_dict().items():
         assert torch.equal(pipe.network.state_dict()[key], value)  # type: ignore[attr-defined]
+
+
+def test_init_starts_from_existing_weights(tmp_path: Path) -> None:
+    cfg = small_config(1)
+    net, _ = train_segmentation([toy_case(0, shape=(6, 40, 48)).as_dict()], cfg, progress=False)
+    path = write_model(tmp_path / "start.pt", net, cfg, classifier=None, version="0.0-test", training_data="toy")
+    zero_lr = TrainConfig(**{**small_config(1).__dict__, "lr": 0.0, "init": str(path)})
+    again, _ = train_segmentation([toy_case(1, shape=(6, 40, 48)).as_dict()], zero_lr, progress=False)
+    for key, value in net.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_fm_weight_raises_the_loss_of_missed_fat_metaplasia() -> None:
+    logits = torch.zeros(2, 6, 2, 8, 8)
+    logits[:, 0] = 3.0  # background everywhere: the lesion is missed
+    label = torch.zeros(2, 1, 2, 8, 8)
+    label[:, :, :, 2:4, 2:4] = 1.0  # fat metaplasia
+    oedema, valid = torch.zeros(2, 1, 2, 8, 8), torch.zeros(2)
+    plain = segmentation_loss(logits, label, oedema, valid, ce_weights=(1, 1, 1, 1, 1))
+    heavy = segmentation_loss(logits, label, oedema, valid, ce_weights=(1, 5, 1, 1, 1))
+    assert float(heavy) > float(plain)
