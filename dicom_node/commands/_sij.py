@@ -77,6 +77,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "--classifier-only on other studies")
     parser.add_argument("--classifier-only", action="store_true",
                         help="keep the network of the existing --out weights; refit only the axSpA classifier")
+    parser.add_argument("--min-areas", type=lambda t: tuple(float(v) for v in t.split(",")), default=(2.0,),
+                        metavar="MM2,...", help="quadrant FM area thresholds to choose from on the classifier "
+                                                "studies by quadrant accuracy (default 2)")
     parser.add_argument("--version", default="0.1.0", help="model version written to the card")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -184,7 +187,8 @@ def run_train(args: argparse.Namespace) -> int:
             return 0
         pipeline = SijPipeline(net, inferer=SijInferer(patch_size=config.inference_patch_size, flip_tta=False),
                                spacing_mm=config.spacing_mm)
-        fm_scale, dice_by_scale, results = tune_and_predict(pipeline, cases, progress=not args.no_progress)
+        fm_scale, dice_by_scale, results = tune_and_predict(pipeline, cases, min_areas_mm2=args.min_areas,
+                                                            progress=not args.no_progress)
         labels = [c.axspa for c in cases]
         classifier, oof = train_classifier(results, labels, seed=args.seed)
         oof_auc = delong_auc(np.asarray(labels), oof).auc

@@ -22,7 +22,7 @@ from inference.sij.quadrants import QUADRANT_NAMES
 from inference.sij.result import SijResult
 from inference.sij.stats import AucResult, Calibration, calibration, delong_auc, icc_2_1, sensitivity_specificity
 
-__all__ = ["CaseScore", "SijEvaluation", "evaluate_results", "format_report"]
+__all__ = ["CaseScore", "SijEvaluation", "evaluate_results", "format_report", "quadrant_agreement"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,11 @@ class SijEvaluation:
         return asdict(self)
 
 
-def _quadrant_agreement(result: SijResult, table: dict[str, dict[str, bool]], presence: np.ndarray) -> tuple[int, int]:
+def quadrant_agreement(result: SijResult, table: dict[str, dict[str, bool]], presence: np.ndarray) -> tuple[int, int]:
+    """``(agreeing, compared)`` quadrant cells of ``presence`` (slices, 8) against a ground-truth table.
+
+    ``table`` maps SOP Instance UIDs (the reference's scoring slices) to ``{quadrant: bool}``.
+    """
     index = {u: k for k, u in enumerate(result.sop_instance_uids)}
     agree = total = 0
     for uid, row in table.items():
@@ -109,13 +113,13 @@ def evaluate_results(
     for name, res, ref, truth in zip(names, results, reference_labels, truths):
         ref_fm = np.asarray(ref) == SijLabel.FAT_METAPLASIA
         pred_fm = res.labels == SijLabel.FAT_METAPLASIA
-        agree, total = _quadrant_agreement(res, truth.get("fm_table", {}), res.fm_presence)
+        agree, total = quadrant_agreement(res, truth.get("fm_table", {}), res.fm_presence)
         o_agree = o_total = 0
         oedema_table = truth.get("oedema_table")
         if oedema_table and res.oedema is not None:
             presence = _oedema_presence(res)
             if presence is not None:
-                o_agree, o_total = _quadrant_agreement(res, oedema_table, presence)
+                o_agree, o_total = quadrant_agreement(res, oedema_table, presence)
         ref_ml = truth.get("fm_volume_ml", {}).get("total")
         scores.append(
             CaseScore(

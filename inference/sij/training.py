@@ -266,16 +266,26 @@ FM_SCALES: tuple[float, ...] = (4.0, 2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.1, 0
 
 
 def tune_and_predict(
-    pipeline: SijPipeline, cases: Sequence[Any], *, scales: Sequence[float] = FM_SCALES, progress: bool = True
+    pipeline: SijPipeline,
+    cases: Sequence[Any],
+    *,
+    scales: Sequence[float] = FM_SCALES,
+    min_areas_mm2: Sequence[float] = (2.0,),
+    progress: bool = True,
 ) -> tuple[float, dict[float, float], list[SijResult]]:
     """Choose the FM probability scale with the best mean FM Dice on ``cases``; predict them with it.
+
+    Then, with that scale, choose the quadrant area threshold (``min_quadrant_area_mm2``) among
+    ``min_areas_mm2`` with the best quadrant FM presence accuracy against the cases' ground-truth
+    ``fm_table`` (the smallest on ties); ``pipeline.postprocess`` keeps both choices.
 
     Returns
     -------
     tuple
-        ``(best scale, {scale: mean Dice over studies with reference FM}, results at the best scale)``.
+        ``(best scale, {scale: mean Dice over studies with reference FM}, results at the best settings)``.
     """
     from inference.metrics import dice
+    from inference.sij.evaluation import quadrant_agreement
 
     probs = []
     for c in tqdm(cases, disable=not progress, desc="sij predict"):
@@ -298,5 +308,18 @@ def tune_and_predict(
     best = max(table, key=lambda s: -1.0 if np.isnan(table[s]) else table[s])
     pipeline.postprocess = dataclasses.replace(pipeline.postprocess, fm_scale=best)
     logger.info("FM scale %s (mean Dice by scale: %s)", best, table)
-    results = [pipeline.result_from_probabilities(c.t1, used, p, note) for c, (used, note, p) in zip(cases, probs)]
-    return best, table, results
+    best_results: list[SijResult] = []
+    best_accuracy = -1.0
+    chosen_area = pipeline.postprocess.min_quadrant_area_mm2
+    base = pipeline.postprocess
+    for area in sorted(min_areas_mm2):
+        pipeline.postprocess = dataclasses.replace(base, min_quadrant_area_mm2=float(area))
+        results = [pipeline.result_from_probabilities(c.t1, used, p, note) for c, (used, note, p) in zip(cases, probs)]
+        counts = [quadrant_agreement(r, c.truth.get("fm_table", {}), r.fm_presence) for r, c in zip(results, cases)]
+        total = sum(t for _, t in counts)
+        accuracy = sum(a for a, _ in counts) / total if total else 0.0
+        logger.info("quadrant area %.1f mm2: FM presence accuracy %.4f", area, accuracy)
+        if accuracy > best_accuracy:
+            best_accuracy, best_results, chosen_area = accuracy, results, float(area)
+    pipeline.postprocess = dataclasses.replace(base, min_quadrant_area_mm2=chosen_area)
+    return best, table, best_results
