@@ -9,6 +9,7 @@ shows up here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -18,11 +19,14 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 import pytest
+import torch
 from pydicom.dataset import Dataset
 
 from dicom_node.results import ResultOptions, encode_ldh, encode_sij
+from inference.labels import AxialLabel
+from inference.ldh.pipeline import LdhPipeline
 
-from tests.dicom_node.results.conftest import LumbarCase, SijCase
+from tests.dicom_node.results.conftest import LumbarCase, SijCase, lumbar_result
 
 ROOT = Path(__file__).resolve().parents[3]
 NODE_DIR = ROOT / "var" / "viewers" / "node"
@@ -159,3 +163,18 @@ def test_fractional_seg_loads_only_when_pseudo_binary(lumbar: LumbarCase, tmp_pa
     assert not objects["9001-SEG-99.dcm"]["ohifStack"]["ok"]
     assert "Fractional" in objects["9001-SEG-99.dcm"]["ohifStack"]["error"]
     assert any("FRACTIONAL" in line for line in report["limitations"])
+
+
+def test_normal_level_groups_hit_the_same_ohif_sr_limitation(lumbar_folder: Path, tmp_path: Path) -> None:
+    axial, result = lumbar_result(lumbar_folder)
+    for seg in result.segmentations:  # herniated material becomes disc: a normal spine
+        seg.labels[seg.labels == AxialLabel.HERNIATION] = AxialLabel.DISC
+        seg.herniation_probability[:] = 0
+    findings, _ = LdhPipeline(torch.nn.Identity(), use_level_finder=False).grade(axial, result.segmentations, None)
+    out = encode_ldh(dataclasses.replace(result, findings=findings), axial)
+    report = _run(lumbar_folder / "dicom", out.datasets, tmp_path)
+    assert report["errors"] == []
+    (sr,) = [o for o in report["objects"] if o["kind"] == "SR"]
+    # "Disc herniation = Absent" groups (TID 1501) have no SCOORD: OHIF 3.13.2 throws on load
+    assert sr["groups"] and all(g["ohifThrowsOnLoad"] for g in sr["groups"])
+    assert all("Disc herniation = Absent" in g["codes"] for g in sr["groups"])
