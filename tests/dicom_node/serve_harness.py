@@ -197,6 +197,8 @@ def start_serve(
         "min_free_disk_mb": 0,
         "log_level": "INFO",
         "assembly": {"series_quiet_seconds": 1.0, "settle_seconds": 0.5, "poll_seconds": 0.2},
+        # receiver tests: no model loading at start (~6 s of CPU each); a job loads its model itself
+        "jobs": {"preload_models": False},
     }
     values.update(config)
     config_path = directory / "dicom-node.yaml"
