@@ -80,6 +80,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-areas", type=lambda t: tuple(float(v) for v in t.split(",")), default=(2.0,),
                         metavar="MM2,...", help="quadrant FM area thresholds to choose from on the classifier "
                                                 "studies by quadrant accuracy (default 2)")
+    parser.add_argument("--fm-joint-mm", type=float, default=None, metavar="MM",
+                        help="post-processing: drop fat metaplasia farther than MM from the sacrum or an ilium "
+                             "(stored in the card; default: no restriction)")
     parser.add_argument("--version", default="0.1.0", help="model version written to the card")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -152,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
     from inference.runtime import seed_everything
     from inference.sij.errors import SijError
     from inference.sij.inferer import SijInferer
-    from inference.sij.pipeline import SijPipeline
+    from inference.sij.pipeline import PostprocessConfig, SijPipeline
     from inference.sij.stats import delong_auc
     from inference.sij.training import TrainConfig, train_classifier, train_segmentation, tune_and_predict, write_model
 
@@ -186,7 +189,8 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"wrote {args.out} and its card (no classifier)")
             return 0
         pipeline = SijPipeline(net, inferer=SijInferer(patch_size=config.inference_patch_size, flip_tta=False),
-                               spacing_mm=config.spacing_mm)
+                               spacing_mm=config.spacing_mm,
+                               postprocess=PostprocessConfig(fm_joint_distance_mm=args.fm_joint_mm))
         fm_scale, dice_by_scale, results = tune_and_predict(pipeline, cases, min_areas_mm2=args.min_areas,
                                                             progress=not args.no_progress)
         labels = [c.axspa for c in cases]

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from inference.labels import SijLabel
 from inference.modelcard import WeightsError, bundled_weights, load_weights
@@ -31,7 +32,7 @@ from inference.sij.result import ModelInfo, QuadrantRow, SijResult
 from inference.sij.scoring import asas_positive_mri, lesion_volumes_ml, select_sparcc_slices, sparcc_score
 from inference.sij.transforms import DEFAULT_SPACING_MM, inference_transforms, resample_in_plane
 
-__all__ = ["PostprocessConfig", "SijPipeline", "VolumeLike", "analyse", "lateralise_ilia"]
+__all__ = ["PostprocessConfig", "SijPipeline", "VolumeLike", "analyse", "lateralise_ilia", "restrict_fm_to_joint"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ class PostprocessConfig:
         Factor on the fat-metaplasia probability before the argmax: undoes the class weight
         of the training loss (which shifts FM's prior up), tuned on training studies and
         stored in the model card.
+    fm_joint_distance_mm:
+        When set, fat metaplasia farther than this (in-plane, mm) from the sacrum or from an
+        ilium on its slice takes its next most probable class (see :func:`restrict_fm_to_joint`):
+        FM is a subchondral lesion of the joint, so bright fat elsewhere is a false positive.
+        ``None``: no restriction.
     """
 
     joint_gap_mm: float = 5.0
@@ -76,6 +82,7 @@ class PostprocessConfig:
     oedema_threshold: float = 0.5
     asas_min_area_mm2: float = 4.0
     fm_scale: float = 1.0
+    fm_joint_distance_mm: float | None = None
 
 
 def _rows(indices: np.ndarray, uids: tuple[str, ...], present: np.ndarray, counts: np.ndarray) -> tuple[QuadrantRow, ...]:
@@ -211,6 +218,55 @@ def lateralise_ilia(labels: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return out
 
 
+def restrict_fm_to_joint(
+    labels: np.ndarray, fallback: np.ndarray, pixel_spacing: tuple[float, float], max_mm: float
+) -> np.ndarray:
+    """Replace fat metaplasia far from the joint by the next most probable class.
+
+    Parameters
+    ----------
+    labels:
+        (slices, rows, cols) :class:`SijLabel` map.
+    fallback:
+        The label map without fat metaplasia (argmax over the other classes): it gives the bone
+        under a lesion and replaces the FM voxels that are dropped.
+    pixel_spacing:
+        (row, col) spacing in mm.
+    max_mm:
+        An FM voxel is kept when, on its slice, it lies within ``max_mm`` of a sacrum voxel and
+        of an ilium voxel of ``fallback`` (in-plane Euclidean distance). On the phantoms the
+        reference FM lies within 7-12 mm of both bones (one lesion 21 mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy of ``labels``.
+    """
+    out = np.asarray(labels).copy()
+    fb = np.asarray(fallback)
+    fm_value = int(SijLabel.FAT_METAPLASIA)
+    for k in range(out.shape[0]):
+        fm = out[k] == fm_value
+        if not fm.any():
+            continue
+        sacrum = fb[k] == SijLabel.SACRUM
+        ilium = (fb[k] == SijLabel.ILIUM_LEFT) | (fb[k] == SijLabel.ILIUM_RIGHT)
+        if sacrum.any() and ilium.any():
+            near = (ndimage.distance_transform_edt(~sacrum, sampling=pixel_spacing) <= max_mm) & (
+                ndimage.distance_transform_edt(~ilium, sampling=pixel_spacing) <= max_mm
+            )
+            drop = fm & ~near
+        else:
+            drop = fm
+        out[k][drop] = fb[k][drop]
+    return out
+
+
+def _pixel_spacing(affine: np.ndarray) -> tuple[float, float]:
+    a = np.asarray(affine, dtype=np.float64)
+    return float(np.linalg.norm(a[:3, 1])), float(np.linalg.norm(a[:3, 2]))
+
+
 def _same_grid(a: VolumeLike, b: VolumeLike, tol_mm: float = 0.5) -> bool:
     if a.array.shape != b.array.shape:
         return False
@@ -298,7 +354,8 @@ class SijPipeline:
         self, t1: np.ndarray, stir: np.ndarray | None, spacing: tuple[float, float, float]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Label map (uint8, :class:`SijLabel`) and oedema mask (or ``None``) on the input grid."""
-        return self.labels_from_probabilities(self.probabilities(t1, stir, spacing), stir is not None)
+        return self.labels_from_probabilities(self.probabilities(t1, stir, spacing), stir is not None,
+                                              (float(spacing[1]), float(spacing[2])))
 
     def probabilities(self, t1: np.ndarray, stir: np.ndarray | None, spacing: tuple[float, float, float]) -> torch.Tensor:
         """(6, slices, rows, cols) probabilities on the input grid: 5 softmax classes, then oedema."""
@@ -307,12 +364,22 @@ class SijPipeline:
         probs = self.inferer(image, self.network)[0].float().cpu()
         return resample_in_plane(probs, (int(t1.shape[1]), int(t1.shape[2])), mode="bilinear")
 
-    def labels_from_probabilities(self, native: torch.Tensor, has_stir: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Label map and oedema mask from (6, slices, rows, cols) probabilities on the source grid."""
+    def labels_from_probabilities(
+        self, native: torch.Tensor, has_stir: bool, pixel_spacing: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Label map and oedema mask from (6, slices, rows, cols) probabilities on the source grid.
+
+        ``pixel_spacing`` (row, col mm) is needed for ``fm_joint_distance_mm``; without it FM is not restricted.
+        """
         classes = native[:OEDEMA_CHANNEL].clone()
-        classes[SOFTMAX_LABELS.index(int(SijLabel.FAT_METAPLASIA))] *= self.postprocess.fm_scale
-        index = torch.argmax(classes, dim=0).numpy()
-        labels = np.asarray(SOFTMAX_LABELS, dtype=np.uint8)[index]
+        fm = SOFTMAX_LABELS.index(int(SijLabel.FAT_METAPLASIA))
+        classes[fm] *= self.postprocess.fm_scale
+        lut = np.asarray(SOFTMAX_LABELS, dtype=np.uint8)
+        labels = lut[torch.argmax(classes, dim=0).numpy()]
+        max_mm = self.postprocess.fm_joint_distance_mm
+        if max_mm is not None and pixel_spacing is not None:
+            classes[fm] = -1.0
+            labels = restrict_fm_to_joint(labels, lut[torch.argmax(classes, dim=0).numpy()], pixel_spacing, max_mm)
         oedema = None
         if has_stir:
             oedema = native[OEDEMA_CHANNEL].numpy() >= self.postprocess.oedema_threshold
@@ -341,7 +408,7 @@ class SijPipeline:
         self, t1: VolumeLike, stir: VolumeLike | None, native: torch.Tensor, note: str = ""
     ) -> SijResult:
         """Post-processing and analysis of probabilities from :meth:`probabilities`."""
-        labels, oedema = self.labels_from_probabilities(native, stir is not None)
+        labels, oedema = self.labels_from_probabilities(native, stir is not None, _pixel_spacing(t1.affine))
         labels = lateralise_ilia(labels, t1.affine)
         return analyse(
             labels,

@@ -262,7 +262,7 @@ def predict_all(pipeline: SijPipeline, cases: Sequence[Any], *, progress: bool =
     return [pipeline(c.t1, c.stir) for c in tqdm(cases, disable=not progress, desc="sij predict")]
 
 
-FM_SCALES: tuple[float, ...] = (4.0, 2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.1, 0.05, 0.025, 0.01)
+FM_SCALES: tuple[float, ...] = (2.0, 1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05, 0.025, 0.01)
 
 
 def tune_and_predict(
@@ -274,6 +274,8 @@ def tune_and_predict(
     progress: bool = True,
 ) -> tuple[float, dict[float, float], list[SijResult]]:
     """Choose the FM probability scale with the best mean FM Dice on ``cases``; predict them with it.
+
+    Dice is measured on the label maps post-processing makes (``fm_joint_distance_mm`` included).
 
     Then, with that scale, choose the quadrant area threshold (``min_quadrant_area_mm2``) among
     ``min_areas_mm2`` with the best quadrant FM presence accuracy against the cases' ground-truth
@@ -294,16 +296,18 @@ def tune_and_predict(
         probs.append((used, note, pipeline.probabilities(np.asarray(c.t1.array, dtype=np.float32), stir_array,
                                                          c.t1.spacing)))
     table: dict[float, float] = {}
-    fm = SOFTMAX_LABELS.index(int(SijLabel.FAT_METAPLASIA))
+    base = pipeline.postprocess
     for scale in scales:
+        pipeline.postprocess = dataclasses.replace(base, fm_scale=float(scale))
         scores = []
         for c, (_, _, p) in zip(cases, probs):
             ref = c.t1_labels == SijLabel.FAT_METAPLASIA
             if not ref.any():
                 continue
-            classes = p[:OEDEMA_CHANNEL].clone()
-            classes[fm] *= scale
-            scores.append(dice((torch.argmax(classes, dim=0) == fm).numpy(), ref))
+            affine = np.asarray(c.t1.affine, dtype=np.float64)
+            spacing = (float(np.linalg.norm(affine[:3, 1])), float(np.linalg.norm(affine[:3, 2])))
+            labels, _ = pipeline.labels_from_probabilities(p, False, spacing)
+            scores.append(dice(labels == SijLabel.FAT_METAPLASIA, ref))
         table[float(scale)] = float(np.mean(scores)) if scores else float("nan")
     best = max(table, key=lambda s: -1.0 if np.isnan(table[s]) else table[s])
     pipeline.postprocess = dataclasses.replace(pipeline.postprocess, fm_scale=best)

@@ -11,7 +11,7 @@ import torch
 from inference.labels import SijLabel
 from inference.sij.inferer import SijInferer
 from inference.sij.network import SOFTMAX_LABELS
-from inference.sij.pipeline import SijPipeline, analyse
+from inference.sij.pipeline import SijPipeline, analyse, restrict_fm_to_joint
 from inference.sij.toy import toy_case
 
 
@@ -131,3 +131,22 @@ def test_ilia_take_the_side_they_lie_on() -> None:
     mirrored[:3, 2] *= -1  # columns now run towards the patient's right
     flipped = lateralise_ilia(case.t1_labels, mirrored)
     assert np.array_equal(flipped == SijLabel.ILIUM_LEFT, case.t1_labels == SijLabel.ILIUM_RIGHT)
+
+
+def test_fm_far_from_the_joint_takes_its_next_class() -> None:
+    labels = np.zeros((2, 40, 40), dtype=np.uint8)
+    labels[:, 5:35, 5:15] = SijLabel.SACRUM
+    labels[:, 5:35, 17:30] = SijLabel.ILIUM_LEFT
+    fallback = labels.copy()
+    labels[0, 10:13, 17:19] = SijLabel.FAT_METAPLASIA  # subchondral iliac lesion at the joint
+    labels[0, 20:22, 27:29] = SijLabel.FAT_METAPLASIA  # in the ilium, 12 mm from the sacrum
+    labels[0, 37:39, 37:39] = SijLabel.FAT_METAPLASIA  # in fat, far from both bones
+    labels[1, 2:4, 2:4] = SijLabel.FAT_METAPLASIA
+    fallback[1] = 0  # a slice without bone keeps no FM
+    out = restrict_fm_to_joint(labels, fallback, (1.0, 1.0), max_mm=10.0)
+    assert (out[0, 10:13, 17:19] == SijLabel.FAT_METAPLASIA).all()
+    assert (out[0, 20:22, 27:29] == SijLabel.ILIUM_LEFT).all()
+    assert (out[0, 37:39, 37:39] == SijLabel.BACKGROUND).all()
+    assert not (out[1] == SijLabel.FAT_METAPLASIA).any()
+    with_far = restrict_fm_to_joint(labels, fallback, (1.0, 1.0), max_mm=20.0)
+    assert (with_far[0, 20:22, 27:29] == SijLabel.FAT_METAPLASIA).all()
