@@ -8,8 +8,11 @@ brings a DICOM slice there).
 The rule (the same for ground-truth and predicted masks):
 
 1. discs are the connected components of the disc class with at least
-   ``min_area_mm2``; each gets its centroid, long axis and thickness (PCA in mm);
-2. they are ordered cranial to caudal by centroid row;
+   ``min_area_mm2``, not cut by the cranial edge of the image; pieces of one
+   disc (side by side across the disc plane) are joined; each gets its
+   centroid, long axis and thickness (PCA in mm);
+2. they are ordered cranial to caudal by centroid row; a short band close
+   below the lowest disc is a sacral segment (S1/S2) and is not counted;
 3. the lowest disc is the lumbosacral junction (L5/S1) when a vertebra (the
    sacrum) lies below it; names are counted upwards from there: L5/S1, L4/L5,
    ..., T12/L1, T11/T12, ...;
@@ -30,7 +33,16 @@ from scipy import ndimage
 
 from inference.labels import SagittalLabel
 
-__all__ = ["Disc2D", "LevelCount", "count_levels", "find_discs", "level_name"]
+__all__ = [
+    "Disc2D",
+    "LevelCount",
+    "count_levels",
+    "describe_disc",
+    "find_discs",
+    "level_name",
+    "merge_split_discs",
+    "sacral_band",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +136,11 @@ def find_discs(
     min_confidence
         With ``probability``, components of lower mean confidence are dropped.
 
-    Components off the spinal column (:func:`off_column`) are dropped too.
+    Components touching the first (cranial) row are dropped: a disc cut by the
+    edge of the field of view is seen in part or not at all, in the reference
+    masks as in the network's, and the names count from the caudal end anyway.
+    Pieces of one disc are joined (:func:`merge_split_discs`), then components
+    off the spinal column (:func:`off_column`) are dropped.
 
     Returns
     -------
@@ -137,50 +153,105 @@ def find_discs(
         raise ValueError(f"expected a 2D label map, got shape {lab.shape}")
     sr, sc = float(spacing[0]), float(spacing[1])
     raw, n = ndimage.label(lab == SagittalLabel.DISC)
-    found: list[tuple[float, Disc2D, np.ndarray]] = []
+    found: list[tuple[Disc2D, np.ndarray]] = []
     for comp in range(1, n + 1):
-        rows, cols = np.nonzero(raw == comp)
-        area_mm2 = rows.size * sr * sc
-        if area_mm2 < min_area_mm2:
+        mask = raw == comp
+        if int(mask.sum()) * sr * sc < min_area_mm2 or mask[0].any():
+            continue  # noise, or a disc cut by the cranial edge of the field of view
+        disc = describe_disc(mask, (sr, sc), probability)
+        if disc.confidence < min_confidence:
             continue
-        pts = np.column_stack([rows * sr, cols * sc])
-        mean = pts.mean(axis=0)
-        centred = pts - mean
-        if rows.size > 2:
-            eigval, eigvec = np.linalg.eigh(np.cov(centred.T))
-            major = eigvec[:, int(np.argmax(eigval))]
-        else:
-            major = np.array([0.0, 1.0])
-        if major[1] < 0:  # point posterior (increasing column)
-            major = -major
-        minor = np.array([-major[1], major[0]])
-        along, across = centred @ major, centred @ minor
-        conf = float(np.mean(probability[rows, cols])) if probability is not None else 1.0
-        if conf < min_confidence:
-            continue
-        disc = Disc2D(
-            label=0,
-            centroid=(float(rows.mean()), float(cols.mean())),
-            axis=(float(major[0]), float(major[1])),
-            length_mm=float(np.ptp(along) + min(sr, sc)),
-            thickness_mm=float(np.ptp(across) + min(sr, sc)),
-            area_px=int(rows.size),
-            confidence=conf,
-        )
-        found.append((disc.centroid[0], disc, raw == comp))
-    found.sort(key=lambda item: item[0])
+        found.append((disc, mask))
+    found.sort(key=lambda item: item[0].centroid[0])
+    found = merge_split_discs(found, (sr, sc), probability)
     if len(found) >= 4:
-        centroids = np.array([[d.centroid[0] * sr, d.centroid[1] * sc] for _, d, _ in found])
-        outliers = off_column(centroids, np.array([d.length_mm for _, d, _ in found]))
+        centroids = np.array([[d.centroid[0] * sr, d.centroid[1] * sc] for d, _ in found])
+        outliers = off_column(centroids, np.array([d.length_mm for d, _ in found]))
         found = [item for item, out in zip(found, outliers) if not out]
     components = np.zeros(lab.shape, dtype=np.int32)
     discs: list[Disc2D] = []
-    for index, (_, disc, mask) in enumerate(found, start=1):
+    for index, (disc, mask) in enumerate(found, start=1):
         components[mask] = index
         discs.append(
             Disc2D(index, disc.centroid, disc.axis, disc.length_mm, disc.thickness_mm, disc.area_px, disc.confidence)
         )
     return discs, components
+
+
+def describe_disc(
+    mask: np.ndarray, spacing: tuple[float, float], probability: np.ndarray | None = None
+) -> Disc2D:
+    """Centroid, long axis (PCA in mm), length, thickness, area and mean confidence of one disc mask."""
+    sr, sc = float(spacing[0]), float(spacing[1])
+    rows, cols = np.nonzero(mask)
+    pts = np.column_stack([rows * sr, cols * sc])
+    centred = pts - pts.mean(axis=0)
+    if rows.size > 2:
+        eigval, eigvec = np.linalg.eigh(np.cov(centred.T))
+        major = eigvec[:, int(np.argmax(eigval))]
+    else:
+        major = np.array([0.0, 1.0])
+    if major[1] < 0:  # point posterior (increasing column)
+        major = -major
+    minor = np.array([-major[1], major[0]])
+    along, across = centred @ major, centred @ minor
+    conf = float(np.mean(probability[rows, cols])) if probability is not None else 1.0
+    return Disc2D(
+        label=0,
+        centroid=(float(rows.mean()), float(cols.mean())),
+        axis=(float(major[0]), float(major[1])),
+        length_mm=float(np.ptp(along) + min(sr, sc)),
+        thickness_mm=float(np.ptp(across) + min(sr, sc)),
+        area_px=int(rows.size),
+        confidence=conf,
+    )
+
+
+def merge_split_discs(
+    found: list[tuple[Disc2D, np.ndarray]],
+    spacing: tuple[float, float],
+    probability: np.ndarray | None = None,
+    *,
+    max_offset: float = 0.3,
+) -> list[tuple[Disc2D, np.ndarray]]:
+    """Join neighbouring components that are pieces of one disc (sorted cranial to caudal).
+
+    A disc is often cut in two, in the reference masks as in the network's: an
+    anterior and a posterior piece side by side, or a thin bridge lost to
+    partial volume. Two neighbours are one disc when the distance between their
+    centroids across the disc plane (along the normal of the larger piece's long
+    axis) is less than the thicker piece's thickness and less than
+    ``max_offset`` times the median distance between neighbouring components (a
+    disc space is about a third of a segment high), and the distance along the
+    plane less than their two lengths together.
+    """
+    if len(found) < 3:
+        return found
+    sr, sc = float(spacing[0]), float(spacing[1])
+    items = list(found)
+    merged = True
+    while merged and len(items) >= 3:
+        merged = False
+        centres = np.array([[d.centroid[0] * sr, d.centroid[1] * sc] for d, _ in items])
+        segment = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
+        best: tuple[float, int] | None = None
+        for i in range(len(items) - 1):
+            a, b = items[i][0], items[i + 1][0]
+            big = a if a.area_px >= b.area_px else b
+            axis = np.array(big.axis)
+            normal = np.array([axis[1], -axis[0]])
+            diff = centres[i + 1] - centres[i]
+            across, along = abs(float(diff @ normal)), abs(float(diff @ axis))
+            limit = min(max_offset * segment, max(a.thickness_mm, b.thickness_mm))
+            if across < limit and along < a.length_mm + b.length_mm:
+                if best is None or across < best[0]:
+                    best = (across, i)
+        if best is not None:
+            i = best[1]
+            mask = items[i][1] | items[i + 1][1]
+            items[i : i + 2] = [(describe_disc(mask, spacing, probability), mask)]
+            merged = True
+    return items
 
 
 def body_below(labels: np.ndarray, disc: Disc2D, spacing: tuple[float, float]) -> tuple[float, float]:
@@ -228,6 +299,36 @@ def body_below(labels: np.ndarray, disc: Disc2D, spacing: tuple[float, float]) -
     return height, extent
 
 
+def sacral_band(
+    discs: list[Disc2D], spacing: tuple[float, float], *, max_gap: float = 0.75, max_length: float = 0.7
+) -> bool:
+    """Whether the lowest disc looks like a band inside the sacrum (S1/S2) rather than L5/S1.
+
+    A remnant disc between sacral segments is closer below the real L5/S1 than a
+    lumbar segment is high (the S1 body is shorter) and shorter than the disc above
+    it. The lowest disc is taken for such a band when, with at least four discs,
+    its distance to the disc above is less than ``max_gap`` times the median
+    distance between the discs above, its length is less than ``max_length`` times
+    that of the disc above, and the disc above is of ordinary length (at least
+    ``max_length`` times the median; a rudimentary L5/S1 stays the junction).
+    Chosen on the SPIDER training patients, where it never fires on a reference
+    L5/S1 (their smallest ratio of distances is 0.81, a rudimentary L5/S1).
+    """
+    if len(discs) < 4:
+        return False
+    sr, sc = float(spacing[0]), float(spacing[1])
+    centres = np.array([d.centroid for d in discs]) * np.array([sr, sc])
+    gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    low, above = discs[-1], discs[-2]
+    median_gap = float(np.median(gaps[:-1]))
+    median_len = float(np.median([d.length_mm for d in discs[:-1]]))
+    return bool(
+        gaps[-1] < max_gap * median_gap
+        and low.length_mm < max_length * above.length_mm
+        and above.length_mm >= max_length * median_len
+    )
+
+
 def count_levels(
     labels: np.ndarray,
     spacing: tuple[float, float] = (1.0, 1.0),
@@ -244,6 +345,15 @@ def count_levels(
     warnings: list[str] = []
     if not discs:
         return LevelCount([], [], False, components, ["no disc found on the sagittal slice"])
+    for _ in range(2):  # one or two sacral bands (S1/S2, S2/S3)
+        if not sacral_band(discs, spacing):
+            break
+        band = discs.pop()
+        components[components == band.label] = 0
+        warnings.append(
+            "a short disc-like band close below the lowest disc was taken for a sacral segment (S1/S2) and not "
+            "counted; check the junction"
+        )
     names = [level_name(len(discs) - 1 - i) for i in range(len(discs))]
     lowest = discs[-1]
     centres = np.array([d.centroid for d in discs]) * np.array([float(spacing[0]), float(spacing[1])])

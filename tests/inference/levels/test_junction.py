@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from inference.labels import SagittalLabel
 from inference.levels import count_levels, level_name
@@ -115,3 +116,44 @@ def test_low_confidence_components_are_dropped() -> None:
     probability[lowest_rows, :] = 0.3
     assert len(count_levels(labels, probability=probability).discs) == 4
     assert len(count_levels(labels).discs) == 5
+
+
+def test_disc_cut_in_two_is_one_disc() -> None:
+    labels, centres = draw_spine(n_discs=5)
+    labels[136:146, 113:117] = SagittalLabel.VERTEBRA  # the third disc cut into an anterior and a posterior piece
+    assert ndimage.label(labels == SagittalLabel.DISC)[1] == 6
+    count = count_levels(labels)
+    assert count.names == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+    assert count.discs[2].centroid[0] == pytest.approx(centres[2][0])
+    assert set(np.unique(count.components)) == {0, 1, 2, 3, 4, 5}
+
+
+def test_pieces_of_neighbouring_discs_stay_apart() -> None:
+    labels, _ = draw_spine(n_discs=5, pitch=30, disc_height=8)  # a short segment: discs 22 rows apart
+    assert len(count_levels(labels).discs) == 5
+
+
+def test_disc_cut_by_the_cranial_edge_is_not_counted() -> None:
+    labels, _ = draw_spine(n_discs=5)
+    labels[0:6, 80:150] = SagittalLabel.DISC  # the lower part of a disc above the field of view
+    count = count_levels(labels)
+    assert count.names == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+
+
+def test_sacral_band_below_the_junction_is_not_counted() -> None:
+    labels, centres = draw_spine(n_discs=5, below="sacrum")
+    lowest_row = int(centres[-1][0])
+    labels[lowest_row + 28 : lowest_row + 34, 100:130] = SagittalLabel.DISC  # S1/S2 remnant inside the sacrum
+    count = count_levels(labels)
+    assert count.names == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+    assert count.junction is not None and count.junction.centroid == pytest.approx(centres[-1])
+    assert any("sacral segment" in w for w in count.warnings)
+    assert count.components.max() == 5 and not count.components[lowest_row + 30, 115]
+
+
+def test_rudimentary_junction_at_a_lumbar_distance_stays_l5s1() -> None:
+    labels, centres = draw_spine(n_discs=5, lowest_length=20)
+    count = count_levels(labels)
+    assert len(count.discs) == 5 and count.junction is not None
+    assert count.junction.centroid == pytest.approx(centres[-1])
+    assert not any("sacral segment" in w for w in count.warnings)
