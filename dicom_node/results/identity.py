@@ -25,6 +25,8 @@ __all__ = [
     "series_number",
     "series_uid",
     "instance_uid",
+    "stack_series_uid",
+    "stack_instance_uid",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,25 @@ def series_uid(study_uid: str, pipeline: str, model: ModelIdentity, kind: Object
 def instance_uid(study_uid: str, pipeline: str, model: ModelIdentity, kind: ObjectKind, index: int = 0) -> str:
     """SOP Instance UID of object ``index`` of the ``kind`` series."""
     return derive_uid("instance", *_key(study_uid, pipeline, model), kind, index)
+
+
+def stack_series_uid(study_uid: str, pipeline: str, model: ModelIdentity, kind: ObjectKind, stack: int) -> str:
+    """Series Instance UID of the ``kind`` output of source stack ``stack`` (one series per stack).
+
+    Used for the lumbar SEG: OHIF 3.13.2 shows only the last instance of a SEG series, so
+    each angled axial stack's SEG is a series of its own (docs/results.md, "Viewers"). The
+    derivation differs from :func:`series_uid` (``"stack"`` and the index are part of it).
+    """
+    return derive_uid("series", *_key(study_uid, pipeline, model), kind, "stack", stack)
+
+
+def stack_instance_uid(study_uid: str, pipeline: str, model: ModelIdentity, kind: ObjectKind, stack: int) -> str:
+    """SOP Instance UID of the ``kind`` output of source stack ``stack``.
+
+    Derived apart from :func:`instance_uid`, so that an instance never changes series:
+    results written when all stacks shared one SEG series keep UIDs of their own.
+    """
+    return derive_uid("instance", *_key(study_uid, pipeline, model), kind, "stack", stack)
 
 
 def series_number(pipeline: str, kind: ObjectKind) -> int:

@@ -1,10 +1,12 @@
-"""The segments of a lumbar (LDH) result: one SEG per axial stack.
+"""The segments of a lumbar (LDH) result: one SEG per axial stack, each a series of its own.
 
 Per stack: herniated material per disc level (the slices of that level only),
 and, when ``include_anatomy``, the disc per level, the dural sac and the left and
-right facet joints the MSU grade was read against. Why one SEG per stack and not
-one per series: see docs/results.md (angled stacks of one series have different
-orientations; highdicom, dcmqi/Slicer and OHIF all build one volume per SEG).
+right facet joints the MSU grade was read against. Why one SEG per stack, and each
+in its own SEG series (all with Series Number 9001, Instance Number = stack + 1): see
+docs/results.md (angled stacks of one series have different orientations; highdicom,
+dcmqi/Slicer and OHIF all build one volume per SEG, and OHIF shows only the last
+instance of a SEG series).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import highdicom as hd
 import numpy as np
 
 from dicom_node.results import codes
-from dicom_node.results.identity import SEG, ModelIdentity, derive_uid, instance_uid, series_number, series_uid
+from dicom_node.results.identity import (
+    SEG,
+    ModelIdentity,
+    derive_uid,
+    series_number,
+    stack_instance_uid,
+    stack_series_uid,
+)
 from dicom_node.results.seg import SegmentSpec, build_seg
 from dicom_node.results.sources import SourceIndex
 from inference.labels import AxialLabel
@@ -128,7 +137,11 @@ def encode_ldh_segs(
     include_anatomy: bool = True,
     fractional: bool = False,
 ) -> list[hd.seg.Segmentation]:
-    """One SEG per axial stack that has anything to show (same series, instance number = stack + 1).
+    """One SEG per axial stack that has anything to show, each in a SEG series of its own.
+
+    Series Instance UID and SOP Instance UID are derived with the stack index; the Series
+    Number is the pipeline's (9001) for every stack, Instance Number = stack + 1, and the
+    Series Description names the stack.
 
     Raises
     ------
@@ -150,11 +163,11 @@ def encode_ldh_segs(
             frame_numbers=[s.frame_number for s in seg.slices],
             segments=specs,
             model=model,
-            series_instance_uid=series_uid(study_uid, PIPELINE, model, SEG),
+            series_instance_uid=stack_series_uid(study_uid, PIPELINE, model, SEG, seg.stack_index),
             series_number=series_number(PIPELINE, SEG),
-            sop_instance_uid=instance_uid(study_uid, PIPELINE, model, SEG, seg.stack_index),
+            sop_instance_uid=stack_instance_uid(study_uid, PIPELINE, model, SEG, seg.stack_index),
             instance_number=seg.stack_index + 1,
-            series_description=f"AI LDH SEG {model.name} {model.version} RESEARCH USE",
+            series_description=f"AI LDH SEG stack {seg.stack_index + 1} {model.name} {model.version} RESEARCH USE",
             content_description=f"LDH stack {seg.stack_index + 1}: {model.notice}",
             content_label="DN_LDH",
             fractional=fractional,

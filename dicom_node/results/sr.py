@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 
 import highdicom as hd
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
@@ -22,7 +23,16 @@ from dicom_node.results import codes
 from dicom_node.results.errors import ResultsEncodingError
 from dicom_node.results.identity import DEVICE_SERIAL_NUMBER, MANUFACTURER, SOFTWARE_VERSION, ModelIdentity, derive_uid
 
-__all__ = ["algorithm_id", "build_report", "observation_context", "referenced_segment", "summary_items"]
+__all__ = [
+    "algorithm_id",
+    "box_coordinates",
+    "box_polyline",
+    "build_report",
+    "mask_box",
+    "observation_context",
+    "referenced_segment",
+    "summary_items",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +47,36 @@ def algorithm_id(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
     """TID 4019 Algorithm Identification: name, version and the weights checksum as a parameter."""
     return hd.sr.AlgorithmIdentification(
         name=model.name[:64], version=model.version[:64], parameters=[f"weights sha256 {model.sha256 or 'none'}"]
+    )
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(row_min, col_min, row_max, col_max)`` of the set pixels of a 2D mask, ``None`` when empty."""
+    rows, cols = np.nonzero(np.asarray(mask))
+    if rows.size == 0:
+        return None
+    return int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())
+
+
+def box_polyline(bbox: tuple[int, int, int, int]) -> np.ndarray:
+    """Closed SCOORD POLYLINE (column, row) around the pixels of ``bbox``, on pixel corners."""
+    r0, c0, r1, c1 = bbox
+    x0, y0, x1, y1 = float(c0), float(r0), float(c1 + 1), float(r1 + 1)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
+
+
+def box_coordinates(
+    bbox: tuple[int, int, int, int], image: Dataset, frame: int | None
+) -> hd.sr.CoordinatesForMeasurement:
+    """TID 300 "INFERRED FROM" TID 320 SCOORD: the box a measurement was made in, on ``image``.
+
+    OHIF 3.13.2 reads the first SCOORD of a measurement group, or of its NUM items when the
+    group has none, and throws when there is none (docs/results.md, "Viewers").
+    """
+    return hd.sr.CoordinatesForMeasurement(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=box_polyline(bbox),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(image, [frame] if frame else None),
     )
 
 

@@ -10,8 +10,11 @@ Per level with a herniation:
   the level's herniation segment in the SEG, with its volume (what Slicer's
   QuantitativeReporting lists).
 
-Normal levels get a TID 1501 group saying "herniation absent, MSU size 0", so absence
-is a statement, not a gap.
+Normal levels get a group saying "herniation absent, MSU size 0", so absence is a
+statement, not a gap: a Planar ROI group (TID 1410) whose region is the disc's bounding
+box on the slice the level was assessed on, or a TID 1501 group when no disc pixel is
+there. The region is there for OHIF 3.13.2: its SR loader reads ``coords[0]`` of every
+measurement group and throws on a group without a SCOORD (docs/results.md, "Viewers").
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from dicom_node.results.errors import ResultsInputError
 from dicom_node.results.identity import SR, instance_uid, series_number, series_uid
 from dicom_node.results.seg_ldh import PIPELINE, herniation_tracking, ldh_model
 from dicom_node.results.sources import SourceIndex
-from dicom_node.results.sr import algorithm_id, build_report, referenced_segment
+from dicom_node.results.sr import algorithm_id, box_polyline, build_report, mask_box, referenced_segment
 from dicom_node.results.summary import ldh_summary
+from inference.labels import AxialLabel
 from inference.ldh.result import LdhResult, LevelFinding
 
 __all__ = ["encode_ldh_sr", "level_groups", "segment_lookup"]
@@ -91,10 +95,22 @@ def _measurements(f: LevelFinding, image: Dataset | None, frame: int | None) -> 
 def _bbox_region(f: LevelFinding, image: Dataset, frame: int | None) -> hd.sr.ImageRegion | None:
     if f.bbox is None:
         return None
-    r0, c0, r1, c1 = f.bbox
+    return _box(f.bbox, image, frame)
+
+
+def _disc_box(f: LevelFinding, result: LdhResult) -> tuple[int, int, int, int] | None:
+    """Pixel box ``(row_min, col_min, row_max, col_max)`` of the disc on the slice ``f`` was assessed on."""
+    if f.slice is None:
+        return None
+    stack = next((s for s in result.segmentations if s.stack_index == f.slice.stack_index), None)
+    if stack is None or not 0 <= f.slice.slice_index < len(stack.labels):
+        return None
+    return mask_box(np.asarray(stack.labels[f.slice.slice_index]) == AxialLabel.DISC)
+
+
+def _box(bbox: tuple[int, int, int, int], image: Dataset, frame: int | None) -> hd.sr.ImageRegion:
     # SCOORD: (column, row); (0, 0) is the top-left corner of the top-left pixel
-    x0, y0, x1, y1 = float(c0), float(r0), float(c1 + 1), float(r1 + 1)
-    data = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
+    data = box_polyline(bbox)
     source = hd.sr.SourceImageForRegion.from_source_image(image, [frame] if frame else None)
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=data, source_image=source)
 
@@ -116,6 +132,12 @@ def level_groups(
     image = sources.get(f.slice.sop_instance_uid) if f.slice is not None else None
     frame = f.slice.frame_number if f.slice is not None else None
     if f.size == 0:
+        disc = _disc_box(f, result) if image is not None else None
+        if disc is not None and image is not None:
+            # the disc that was assessed, on the slice it was assessed on (OHIF needs a region)
+            return [hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                **common, referenced_region=_box(disc, image, frame),  # type: ignore[arg-type]
+                qualitative_evaluations=_qualitative(f))]
         return [hd.sr.MeasurementsAndQualitativeEvaluations(
             **common, qualitative_evaluations=_qualitative(f))]  # type: ignore[arg-type]
     groups: list[Group] = []

@@ -2,7 +2,9 @@
 // load our SEG / SR series into the viewport and take screenshots.
 //
 //   node ohif_screenshot.mjs --url http://127.0.0.1:PORT --study UID --out DIR \
-//        [--series SERIESNUMBER:NAME ...]   # display set to load into the viewport, screenshot NAME.png
+//        [--series SERIESNUMBER[@TEXT]:NAME ...]  # display set to load into the viewport, screenshot NAME.png;
+//                                                  # TEXT: the thumbnail must contain it (several series share
+//                                                  # a number: the lumbar SEG series are all 9001, "stack 2" picks one)
 //        [--scroll N] [--settle MS]          # wheel steps after loading; wait after each step
 //
 // Needs playwright-core (var/viewers/browser) and Debian's chromium. Prints what the page
@@ -42,11 +44,14 @@ await sleep(1000);
 await page.screenshot({ path: path.join(opt.out, 'study.png') });
 
 for (const spec of opt.series) {
-  const [seriesNumber, name] = spec.split(':');
+  const [seriesSpec, name] = spec.split(':');
+  const [seriesNumber, text] = seriesSpec.split('@');
   const mark = log.length;
   // study browser thumbnails carry data-series="<Series Number>"; double-click loads the
   // display set into the active viewport
-  const thumb = page.locator(`[data-series="${seriesNumber}"]`).first();
+  let thumbs = page.locator(`[data-series="${seriesNumber}"]`);
+  if (text) thumbs = thumbs.filter({ hasText: text });
+  const thumb = thumbs.first();
   const clicked = (await thumb.count()) > 0;
   if (clicked) await thumb.dblclick();
   await sleep(Number(opt.settle || 20000));
@@ -70,7 +75,7 @@ for (const spec of opt.series) {
   // textContent: OHIF puts a failed load's error details in the viewport, not always visible
   const viewportText = await page.evaluate(() => document.body.textContent);
   fs.writeFileSync(path.join(opt.out, `${name}.txt`), viewportText);
-  console.log(JSON.stringify({ series: seriesNumber, name, clicked, messages: log.slice(mark) }));
+  console.log(JSON.stringify({ series: seriesSpec, name, clicked, messages: log.slice(mark) }));
   fs.writeFileSync(path.join(opt.out, `${name}.html`), await page.content());
 }
 fs.writeFileSync(path.join(opt.out, 'console.json'), JSON.stringify(log, null, 1));

@@ -3,13 +3,14 @@
     python split_stacks.py --sources SRC_DIR --results OUT_DIR --dest DIR
 
 An experiment for the OHIF check (docs/results.md, "Viewers"): OHIF 3.13.2 makes one
-display set of a series whose stacks are differently angled and shows only the last
-instance of a SEG series, so it cannot show our lumbar SEGs. This writes the layout it
-could show: a new study (new Study Instance UID, so it does not mix with the original),
-the axial stacks as three series, each SEG in a series of its own (Series Number 9001, then
-9005, 9006, ...) referencing its stack's new series, the SR's references updated. Pixel data
-and geometry are unchanged; every object gets new UIDs (Orthanc finds instances by SOP UID).
-It is not what ``dicom-node infer`` writes.
+display set of a series whose stacks are differently angled and refuses a SEG oblique to
+its first image, so on such a source it shows only the first stack's SEG. This writes the
+source layout of a plan acquired as separate series: a new study (new Study Instance UID,
+so it does not mix with the original), the axial stacks as three series, each SEG
+(already a series of its own, Series Number 9001, its description naming the stack)
+referencing its stack's new series, the SR's references updated. Pixel data and geometry
+are unchanged; every object gets new UIDs (Orthanc finds instances by SOP UID). It is not
+what ``dicom-node infer`` writes.
 """
 
 from __future__ import annotations
@@ -76,8 +77,6 @@ def main() -> None:
         sop_map[seg.SOPInstanceUID] = generate_uid()
         seg.SOPInstanceUID = seg.file_meta.MediaStorageSOPInstanceUID = sop_map[seg.SOPInstanceUID]
         series_of[seg.SOPInstanceUID] = seg.SeriesInstanceUID
-        seg.SeriesNumber = 9001 if k == 0 else 9004 + k
-        seg.SeriesDescription = f"{seg.SeriesDescription} stack {k + 1}"
         seg.save_as(args.dest / f"seg-{k + 1}.dcm", enforce_file_format=True)
     for sr in (ds for ds in results if ds.Modality == "SR"):
         _walk(sr, {**study_map, **source_map, **sop_map})

@@ -7,7 +7,15 @@ import re
 from pydicom.uid import UID
 
 from dicom_node.results import codes
-from dicom_node.results.identity import ModelIdentity, derive_uid, instance_uid, series_number, series_uid
+from dicom_node.results.identity import (
+    ModelIdentity,
+    derive_uid,
+    instance_uid,
+    series_number,
+    series_uid,
+    stack_instance_uid,
+    stack_series_uid,
+)
 from inference.labels import DISC_LEVELS
 from inference.sij.quadrants import QUADRANT_NAMES
 
@@ -50,6 +58,18 @@ def test_uids_are_valid_deterministic_and_model_specific() -> None:
     assert uid != instance_uid("1.2.3", "ldh", m1, "seg", 1)
     assert series_uid("1.2.3", "ldh", m1, "seg") != series_uid("1.2.3", "ldh", m1, "sr")
     assert derive_uid("x") != derive_uid("y")
+
+
+def test_stack_uids_are_per_stack_and_apart_from_the_plain_ones() -> None:
+    m1 = ModelIdentity("ldh", "1.0", "a" * 64, "research use only")
+    m2 = ModelIdentity("ldh", "1.1", "a" * 64, "research use only")
+    series = [stack_series_uid("1.2.3", "ldh", m1, "seg", k) for k in range(3)]
+    assert len(set(series)) == 3 and all(UID(u).is_valid for u in series)
+    assert series[0] == stack_series_uid("1.2.3", "ldh", m1, "seg", 0)
+    assert series[0] != stack_series_uid("1.2.3", "ldh", m2, "seg", 0)
+    assert series_uid("1.2.3", "ldh", m1, "seg") not in series
+    # an instance never moves series: the stack UIDs are not those of the one-series layout
+    assert stack_instance_uid("1.2.3", "ldh", m1, "seg", 0) != instance_uid("1.2.3", "ldh", m1, "seg", 0)
 
 
 def test_series_numbers_are_fixed_and_distinct() -> None:

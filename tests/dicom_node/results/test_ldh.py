@@ -66,6 +66,18 @@ def test_one_seg_per_stack_referencing_every_source_frame(lumbar: LumbarCase, en
         assert dciodvfy_errors(seg_ds, tmp_path, f"v{seg_ds.InstanceNumber}") == []
 
 
+def test_each_stack_seg_is_a_series_of_its_own(lumbar: LumbarCase, encoded) -> None:
+    """OHIF shows only the last instance of a SEG series: one SEG series per angled stack."""
+    series = [seg.SeriesInstanceUID for seg in encoded.segs]
+    assert len(set(series)) == len(encoded.segs) == 3
+    assert encoded.sr.SeriesInstanceUID not in series
+    for k, seg in enumerate(encoded.segs):
+        assert seg.SeriesNumber == 9001 and seg.InstanceNumber == k + 1
+        assert seg.SeriesDescription.startswith(f"AI LDH SEG stack {k + 1} ")
+        # each SEG references one source series (the stacks' series) and only its stack's images
+        assert len(seg.ReferencedSeriesSequence) == 1
+
+
 def test_sr_round_trip_per_level(lumbar: LumbarCase, encoded, tmp_path: Path) -> None:
     sr = hd.sr.srread(_write_read(encoded.sr, tmp_path, "sr"))
     assert sr.StudyInstanceUID == lumbar.axial[0].study_instance_uid and sr.SeriesNumber == 9002
@@ -144,6 +156,17 @@ def test_no_herniation_anywhere_still_gives_a_valid_sr(lumbar_folder: Path, tmp_
         values = {i.ConceptNameCodeSequence[0].CodeValue: i for i in group.ContentSequence if i.ValueType == "CODE"}
         assert values[codes.HERNIATION_PRESENCE.value].ConceptCodeSequence[0].CodeValue == codes.ABSENT.value
         assert values[codes.MSU_SIZE_NAME.value].ConceptCodeSequence[0].CodeValue == codes.MSU_SIZE[0].value
+    # a normal level is a Planar ROI group on the disc it was assessed on (OHIF 3.13.2 needs a region)
+    planar = sr.content.get_planar_roi_measurement_groups()
+    assert len(planar) == len(findings)
+    for f, group in zip(findings, planar):
+        source = group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        assert source == f.slice.sop_instance_uid
+        stack = next(s for s in result.segmentations if s.stack_index == f.slice.stack_index)
+        rows, cols = np.nonzero(stack.labels[f.slice.slice_index] == AxialLabel.DISC)
+        xs, ys = group.roi.value[:, 0], group.roi.value[:, 1]
+        assert (xs.min(), ys.min(), xs.max(), ys.max()) == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        assert group.finding_sites[0].value == codes.DISC_CODES[f.level]
     assert dciodvfy_errors(out.sr, tmp_path, "emptyv") == []
 
 

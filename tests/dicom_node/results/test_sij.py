@@ -38,6 +38,22 @@ def _groups(sr: Dataset) -> list[Dataset]:
     return list(imaging.ContentSequence)
 
 
+#: per joint a Planar ROI group (the region) and a Volumetric ROI group (the segment), left then right
+JOINT_GROUPS = 4
+
+
+def _without_region(groups: list[Dataset]) -> list[str]:
+    """Tracking UIDs whose groups (merged, as OHIF 3.13.2 merges them) have no SCOORD: OHIF throws on those."""
+    merged: dict[str, list[Dataset]] = {}
+    for g in groups:
+        uid = next(i.UID for i in g.ContentSequence if i.ValueType == "UIDREF")
+        merged.setdefault(uid, []).extend(g.ContentSequence)
+    return [uid for uid, items in merged.items()
+            if not any(i.ValueType == "SCOORD" for i in items)
+            and not any(i.ValueType == "NUM" and any(c.ValueType == "SCOORD" for c in i.get("ContentSequence", []))
+                        for i in items)]
+
+
 @pytest.fixture(scope="module")
 def encoded(sij: SijCase):  # type: ignore[no-untyped-def]
     return encode_sij(sij.result, [sij.t1])
@@ -79,14 +95,29 @@ def test_sr_round_trip_with_stir(sij: SijCase, encoded, tmp_path: Path) -> None:
         assert seg_ref.referenced_sop_instance_uid == out.segs[0].SOPInstanceUID
         assert out.segs[0].SegmentSequence[seg_ref.referenced_segment_numbers[0] - 1].SegmentLabel == (
             f"fat metaplasia {side}")
+    planar = sr.content.get_planar_roi_measurement_groups()
+    masks = {m.name: m.array for m in result.masks()}
+    for group, vgroup, side in zip(planar, vol, ("left", "right")):
+        # the region OHIF draws: the side's FM box on the slice with most FM, same tracking UID
+        assert group.tracking_uid == vgroup.tracking_uid
+        fm = masks[f"fat_metaplasia_{side}"]
+        k = int(np.argmax(fm.reshape(fm.shape[0], -1).sum(axis=1)))
+        source = group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        assert source == result.sop_instance_uids[k]
+        rows, cols = np.nonzero(fm[k])
+        xs, ys = group.roi.value[:, 0], group.roi.value[:, 1]
+        box = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        assert (xs.min(), ys.min(), xs.max(), ys.max()) == box
+        assert _code_items(group[0])[codes.FM_QUADRANT.value] == codes.PRESENT.value
     groups = _groups(sr)
-    study = groups[2]
+    assert _without_region(groups) == []  # every finding can be drawn by OHIF 3.13.2
+    study = groups[JOINT_GROUPS]
     nums = _num_items(study)
     assert nums[codes.SPARCC_FM_SCORE.value] == result.sparcc_fm_score
     assert nums[codes.FM_VOLUME.value] == pytest.approx(result.fm_volume_ml["total"], abs=1e-3)
     asas = _code_items(study)[codes.ASAS_POSITIVE_MRI.value]
     assert asas == (codes.PRESENT if result.asas_positive_mri else codes.ABSENT).value
-    slices = groups[3:]
+    slices = groups[JOINT_GROUPS + 1:]
     assert len(slices) == 2 * len(result.fm_table)  # fat metaplasia and oedema per scored slice
     for row, group in zip(result.fm_table, slices):
         assert _num_items(group)[codes.SPARCC_SLICE_SCORE.value] == row.score
@@ -105,8 +136,9 @@ def test_without_stir_oedema_is_stated_not_assessed(sij_folder: Path, tmp_path: 
     assert "bone marrow oedema" not in [d.SegmentLabel for d in out.segs[0].SegmentSequence]
     sr = hd.sr.srread(_path(out.sr, tmp_path, "nostir"))
     groups = _groups(sr)
-    assert _code_items(groups[2])[codes.OEDEMA_ASSESSMENT.value] == codes.NOT_ASSESSED.value
-    assert len(groups) == 3 + len(result.fm_table)
+    assert _code_items(groups[JOINT_GROUPS])[codes.OEDEMA_ASSESSMENT.value] == codes.NOT_ASSESSED.value
+    assert len(groups) == JOINT_GROUPS + 1 + len(result.fm_table)
+    assert _without_region(groups) == []
     assert "not assessed" in out.summary
     for ds, name in ((out.segs[0], "nostir-seg"), (out.sr, "nostir-sr")):
         assert dciodvfy_errors(ds, tmp_path, name) == []
@@ -125,9 +157,10 @@ def test_no_fat_metaplasia_gives_empty_segments_and_a_zero_score(sij: SijCase, t
     assert not seg.get_pixels_by_source_instance(list(r.sop_instance_uids)).any()
     sr = hd.sr.srread(_path(out.sr, tmp_path, "emptysr"))
     groups = _groups(sr)
-    assert _num_items(groups[2])[codes.SPARCC_FM_SCORE.value] == 0
-    for group in groups[:2]:
+    assert _num_items(groups[JOINT_GROUPS])[codes.SPARCC_FM_SCORE.value] == 0
+    for group in groups[:JOINT_GROUPS]:
         assert _code_items(group)[codes.FM_QUADRANT.value] == codes.ABSENT.value
+    assert _without_region(groups) == []  # no FM: the regions are the ilia on the middle scored slice
     assert "0/40" in out.summary
     for ds, name in ((out.segs[0], "emptysegv"), (out.sr, "emptysrv")):
         assert dciodvfy_errors(ds, tmp_path, name) == []
@@ -145,7 +178,7 @@ def test_uids_follow_the_model_version(sij: SijCase, encoded) -> None:
 def test_axspa_probability_and_class(sij: SijCase, tmp_path: Path) -> None:
     scored = dataclasses.replace(sij.result, axspa_probability=0.73, axspa_positive=True, threshold=0.5)
     out = encode_sij(scored, [sij.t1])
-    study = _groups(hd.sr.srread(_path(out.sr, tmp_path, "axspa")))[2]
+    study = _groups(hd.sr.srread(_path(out.sr, tmp_path, "axspa")))[JOINT_GROUPS]
     nums = _num_items(study)
     assert nums[codes.AXSPA_PROBABILITY.value] == pytest.approx(0.73)
     assert nums[codes.AXSPA_THRESHOLD.value] == pytest.approx(0.5)
