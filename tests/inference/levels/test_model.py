@@ -70,7 +70,7 @@ def test_tampered_or_missing_weights_are_refused(tmp_path: Path) -> None:
         pytest.param(
             "018_slice52.png",
             marks=pytest.mark.xfail(
-                strict=True, reason="known failure of weights 0.1.0: patient 018's L5/S1 disc is missed (docs/levels.md)"
+                strict=True, reason="known failure of weights 0.1.0 and 0.2.0: patient 018's L5/S1 is not matched on this slice (docs/levels.md)"
             ),
         ),
         "035_slice54.png",
