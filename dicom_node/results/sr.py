@@ -21,7 +21,17 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from dicom_node.results import codes
 from dicom_node.results.errors import ResultsEncodingError
-from dicom_node.results.identity import DEVICE_SERIAL_NUMBER, MANUFACTURER, SOFTWARE_VERSION, ModelIdentity, derive_uid
+from dicom_node.results.identity import (
+    DEVICE_SERIAL_NUMBER,
+    MANUFACTURER,
+    SOFTWARE_VERSION,
+    SR,
+    ModelIdentity,
+    derive_uid,
+    instance_uid,
+    series_number,
+    series_uid,
+)
 
 __all__ = [
     "algorithm_id",
@@ -125,10 +135,8 @@ def build_report(
     source_images: Sequence[Dataset],
     evidence: Sequence[Dataset],
     summary: str,
-    series_instance_uid: str,
-    series_number: int,
-    sop_instance_uid: str,
-    series_description: str,
+    study_uid: str,
+    title: str,
 ) -> hd.sr.EnhancedSR:
     """Assemble the TID 1500 document.
 
@@ -140,12 +148,17 @@ def build_report(
         The images of the image library (the source series).
     evidence
         Everything referenced (source images and the SEG instances).
+    study_uid
+        The study reported on: the SR's series and instance UIDs derive from it.
+    title
+        The report's name in its series description (``"LDH"``, ``"SIJ"``).
 
     Raises
     ------
     ResultsEncodingError
         highdicom refused the content.
     """
+    sop_instance_uid = instance_uid(study_uid, pipeline, model, SR)
     try:
         report = hd.sr.MeasurementReport(
             observation_context=observation_context(model),
@@ -158,15 +171,15 @@ def build_report(
         sr = hd.sr.EnhancedSR(
             evidence=list(evidence),
             content=report[0],
-            series_instance_uid=series_instance_uid,
-            series_number=series_number,
+            series_instance_uid=series_uid(study_uid, pipeline, model, SR),
+            series_number=series_number(pipeline, SR),
             sop_instance_uid=sop_instance_uid,
             instance_number=1,
             manufacturer=MANUFACTURER,
             is_complete=True,
             is_final=False,
             is_verified=False,
-            series_description=series_description[:64],
+            series_description=f"AI {title} report {model.name} {model.version} RESEARCH USE"[:64],
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ResultsEncodingError(f"highdicom refused the {pipeline} SR: {exc}") from exc

@@ -28,7 +28,6 @@ from pydicom.dataset import Dataset
 
 from dicom_node.results import codes
 from dicom_node.results.errors import ResultsInputError
-from dicom_node.results.identity import SR, instance_uid, series_number, series_uid
 from dicom_node.results.seg_ldh import PIPELINE, herniation_tracking, ldh_model
 from dicom_node.results.sources import SourceIndex
 from dicom_node.results.sr import algorithm_id, box_polyline, build_report, mask_box, referenced_segment
@@ -188,10 +187,8 @@ def encode_ldh_sr(result: LdhResult, sources: SourceIndex, segs: Sequence[Datase
         source_images=images,
         evidence=[*images, *segs],
         summary=ldh_summary(result),
-        series_instance_uid=series_uid(study_uid, PIPELINE, model, SR),
-        series_number=series_number(PIPELINE, SR),
-        sop_instance_uid=instance_uid(study_uid, PIPELINE, model, SR),
-        series_description=f"AI LDH report {model.name} {model.version} RESEARCH USE",
+        study_uid=study_uid,
+        title="LDH",
     )
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_node.results import codes
-from dicom_node.results.identity import SR, ModelIdentity, derive_uid, instance_uid, series_number, series_uid
+from dicom_node.results.identity import ModelIdentity, derive_uid
 from dicom_node.results.seg_sij import FM_NAMES, PIPELINE, sij_model, sij_tracking
 from dicom_node.results.sources import SourceIndex
 from dicom_node.results.sr import (
@@ -213,8 +213,6 @@ def encode_sij_sr(result: SijResult, sources: SourceIndex, segs: Sequence[Datase
         source_images=images,
         evidence=[*images, *segs],
         summary=sij_summary(result),
-        series_instance_uid=series_uid(study_uid, PIPELINE, model, SR),
-        series_number=series_number(PIPELINE, SR),
-        sop_instance_uid=instance_uid(study_uid, PIPELINE, model, SR),
-        series_description=f"AI SIJ report {model.name} {model.version} RESEARCH USE",
+        study_uid=study_uid,
+        title="SIJ",
     )
