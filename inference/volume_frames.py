@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -158,6 +158,35 @@ def _is_localizer(*image_types: Sequence[str]) -> bool:
     return any("LOCALIZER" in t for t in image_types)
 
 
+class _InstanceFields(TypedDict):
+    """The :class:`FrameRecord` fields that every frame of an instance shares."""
+
+    rows: int
+    columns: int
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str | None
+    acquisition_number: int | None
+    instance_number: int | None
+
+
+def _instance_fields(ds: Dataset, sop_uid: str, label: str) -> _InstanceFields:
+    """The size, UIDs and numbers of the instance ``ds``, the same for a single- and a multi-frame image."""
+    return _InstanceFields(
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        sop_instance_uid=sop_uid,
+        sop_class_uid=_required_uid(ds, "SOPClassUID", label),
+        series_instance_uid=_required_uid(ds, "SeriesInstanceUID", label),
+        study_instance_uid=_required_uid(ds, "StudyInstanceUID", label),
+        frame_of_reference_uid=str(ds.FrameOfReferenceUID) if ds.get("FrameOfReferenceUID") else None,
+        acquisition_number=_optional_int(ds.get("AcquisitionNumber")),
+        instance_number=_optional_int(ds.get("InstanceNumber")),
+    )
+
+
 def _single_frame(ds: Dataset, path: Path | None) -> FrameRecord:
     label = f"instance {ds.get('SOPInstanceUID', path)}"
     sop_uid = _required_uid(ds, "SOPInstanceUID", label)
@@ -183,23 +212,15 @@ def _single_frame(ds: Dataset, path: Path | None) -> FrameRecord:
             _floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", label), label
         ),
         pixel_spacing=_pixel_spacing(ds, label),
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
+        **_instance_fields(ds, sop_uid, label),
         slice_thickness=_optional_float(ds.get("SliceThickness")),
         spacing_between_slices=_optional_float(ds.get("SpacingBetweenSlices")),
         rescale=(1.0 if slope is None else slope, 0.0 if intercept is None else intercept),
-        sop_instance_uid=sop_uid,
-        sop_class_uid=_required_uid(ds, "SOPClassUID", label),
-        series_instance_uid=_required_uid(ds, "SeriesInstanceUID", label),
-        study_instance_uid=_required_uid(ds, "StudyInstanceUID", label),
-        frame_of_reference_uid=str(ds.FrameOfReferenceUID) if ds.get("FrameOfReferenceUID") else None,
         echo=(echo_numbers, None if echo_time is None else round(echo_time, 3)),
         localizer=_is_localizer(image_type) or localizer_reason(ds) is not None,
         stack_id=None,
-        acquisition_number=_optional_int(ds.get("AcquisitionNumber")),
         image_type=image_type,
         temporal=temporal,
-        instance_number=_optional_int(ds.get("InstanceNumber")),
     )
 
 
@@ -266,25 +287,17 @@ def _multi_frame(ds: Dataset, path: Path | None) -> list[FrameRecord]:
                     _floats(orientation_item.ImageOrientationPatient, 6, "ImageOrientationPatient", label), label
                 ),
                 pixel_spacing=_pixel_spacing(measures, label),
-                rows=int(ds.Rows),
-                columns=int(ds.Columns),
+                **_instance_fields(ds, sop_uid, label),
                 slice_thickness=_optional_float(measures.get("SliceThickness")) if measures else None,
                 spacing_between_slices=(
                     _optional_float(measures.get("SpacingBetweenSlices")) if measures else None
                 ),
                 rescale=(1.0 if slope is None else slope, 0.0 if intercept is None else intercept),
-                sop_instance_uid=sop_uid,
-                sop_class_uid=_required_uid(ds, "SOPClassUID", label),
-                series_instance_uid=_required_uid(ds, "SeriesInstanceUID", label),
-                study_instance_uid=_required_uid(ds, "StudyInstanceUID", label),
-                frame_of_reference_uid=str(ds.FrameOfReferenceUID) if ds.get("FrameOfReferenceUID") else None,
                 echo=((), None if echo_time is None else round(echo_time, 3)),
                 localizer=named_localizer or _is_localizer(image_type, frame_type),
                 stack_id=None if stack_id in (None, "") else str(stack_id),
-                acquisition_number=_optional_int(ds.get("AcquisitionNumber")),
                 image_type=frame_type or image_type,
                 temporal=temporal,
-                instance_number=_optional_int(ds.get("InstanceNumber")),
             )
         )
     return records
