@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import load_settings
 from dicom_node.jobs import JobPolicy, JobRunner, PipelineCache, route_completed_study, route_pending_studies
-from storage import repo
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.jobs import claim_job
 from storage.models import Job, JobState, Study
 from storage.store import InstanceStore
+from tests.dicom_node.indexing import ingest
 from tests.dicom_node.test_routing import AXIAL, header
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
@@ -33,29 +33,6 @@ def node(tmp_path: Path) -> Any:
     upgrade(engine)
     yield settings, make_session_factory(engine), InstanceStore(tmp_path / "node" / "instances")
     engine.dispose()
-
-
-def ingest(sessions: sessionmaker[Session], store: InstanceStore, datasets: list[Dataset]) -> int:
-    """Store and index ``datasets`` (one study) as the SCP would, then complete the study."""
-    import io
-
-    with sessions() as session:
-        for ds in datasets:
-            buffer = io.BytesIO()
-            ds.save_as(buffer, enforce_file_format=True)
-            stored = store.put(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, buffer.getvalue())
-            repo.record_instance(
-                session=session, stored=stored, study_uid=ds.StudyInstanceUID, series_uid=ds.SeriesInstanceUID,
-                sop_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID,
-                transfer_syntax_uid=ds.file_meta.TransferSyntaxUID, calling_ae="TEST", peer=None,
-                study_attrs={}, series_attrs={"modality": "MR", "series_number": int(ds.SeriesNumber),
-                                              "series_description": str(ds.SeriesDescription)},
-                now=NOW,
-            )
-        study = session.scalars(sa.select(Study)).one()
-        repo.mark_study_complete(session=session, study_id=study.id, forced=False, now=NOW)
-        session.commit()
-        return study.id
 
 
 def lumbar_axial(study_uid: str, count: int = 3) -> list[Dataset]:
@@ -76,7 +53,7 @@ def job_row(sessions: sessionmaker[Session]) -> Job:
 
 def test_decision_is_stored_and_jobs_are_unique_per_amendment(node: Any) -> None:
     settings, sessions, store = node
-    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()), now=NOW)
     decision, created = route_completed_study(settings=settings, session_factory=sessions, store=store,
                                               study_id=study_id, amendment=0, now=NOW)
     assert decision.pipelines() == ["ldh"] and len(created) == 1
@@ -97,7 +74,7 @@ def test_rule_priority_orders_the_queue(node: Any) -> None:
     rule = {"name": "urgent", "pipeline": "ldh", "priority": 7,
             "roles": {"axial": {"match": {"field": "class.plane", "equals": "axial"}}}}
     settings = settings.model_copy(update={"routing": [rule]})
-    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()), now=NOW)
     route_pending_studies(settings=settings, session_factory=sessions, store=store)
     job = job_row(sessions)
     assert job.study_id == study_id and job.priority == 7
@@ -107,7 +84,7 @@ def test_unrouted_study_is_recorded_not_an_error(node: Any) -> None:
     settings, sessions, store = node
     ds = header("Ax T2 brain", AXIAL, body="HEAD")
     ds.StudyInstanceUID = generate_uid()
-    study_id = ingest(sessions, store, [ds])
+    study_id = ingest(sessions, store, [ds], now=NOW)
     assert route_pending_studies(settings=settings, session_factory=sessions, store=store) == []
     with sessions() as session:
         study = session.get(Study, study_id)
@@ -126,7 +103,7 @@ class FailingPipeline:
 
 def test_failure_retries_with_backoff_then_dead(node: Any) -> None:
     settings, sessions, store = node
-    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()), now=NOW)
     route_completed_study(settings=settings, session_factory=sessions, store=store, study_id=study_id, amendment=0)
     cache = PipelineCache(settings)
     cache._pipelines["ldh"] = FailingPipeline()
@@ -148,7 +125,7 @@ def test_missing_weights_make_the_job_dead_at_once_with_the_reason(node: Any, tm
     settings, sessions, store = node
     settings = settings.model_copy(update={"models": settings.models.model_copy(
         update={"ldh_weights": tmp_path / "nowhere.pt"})})
-    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()), now=NOW)
     route_completed_study(settings=settings, session_factory=sessions, store=store, study_id=study_id, amendment=0)
     runner = JobRunner(settings, sessions, store, policy=JobPolicy(max_attempts=5))
     runner.process_next()
@@ -160,7 +137,7 @@ def test_missing_weights_make_the_job_dead_at_once_with_the_reason(node: Any, tm
 
 def test_running_job_of_a_dead_process_is_picked_up_again(node: Any) -> None:
     settings, sessions, store = node
-    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()), now=NOW)
     route_completed_study(settings=settings, session_factory=sessions, store=store, study_id=study_id, amendment=0)
     dead_pid = subprocess.Popen(["true"])  # a process that has exited
     dead_pid.wait()
@@ -185,7 +162,7 @@ def test_jobs_command_lists_jobs_and_routing(node: Any, tmp_path: Path, capsys: 
 
     settings, sessions, store = node
     study_uid = generate_uid()
-    study_id = ingest(sessions, store, lumbar_axial(study_uid))
+    study_id = ingest(sessions, store, lumbar_axial(study_uid), now=NOW)
     route_completed_study(settings=settings, session_factory=sessions, store=store, study_id=study_id, amendment=0)
     config = tmp_path / "node.yaml"
     config.write_text(f"storage_dir: {settings.storage_dir}\nmin_free_disk_mb: 0\n")
@@ -212,7 +189,7 @@ def test_jobs_settings_drive_retries_timeout_and_priorities(node: Any) -> None:
     assert CeleryExecutor(settings, sessions, store).recovery.policy == expected
     assert expected.retry_delay(1) == 40.0 and expected.retry_delay(3) == 50.0
 
-    study_id = ingest(sessions, store, lumbar_axial(generate_uid()))
+    study_id = ingest(sessions, store, lumbar_axial(generate_uid()), now=NOW)
     route_pending_studies(settings=settings, session_factory=sessions, store=store)
     job = job_row(sessions)
     assert job.study_id == study_id and job.priority == 4  # the built-in rule sets none: jobs.priorities

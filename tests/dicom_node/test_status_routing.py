@@ -7,26 +7,22 @@ database; ``status`` then reads that database through the CLI.
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import load_settings
 from dicom_node.cli import main
 from dicom_node.commands.status import routing_view
 from dicom_node.jobs import route_pending_studies
-from storage import repo
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import Study
 from storage.store import InstanceStore
+from tests.dicom_node.indexing import ingest
 from tests.dicom_node.test_routing import AXIAL, SAGITTAL, header
 
 FORCED = 600.0
@@ -55,29 +51,6 @@ def series(description: str, orientation: list[float], study_uid: str, number: i
         ds.ImagePositionPatient = [0.0, 0.0, 4.0 * k]
         out.append(ds)
     return out
-
-
-def ingest(sessions: sessionmaker[Session], store: InstanceStore, datasets: list[Dataset], *,
-           now: datetime, complete: bool = True) -> None:
-    """Store and index one study's ``datasets`` as the SCP would; complete it (as the assembler would)."""
-    with sessions() as session:
-        for ds in datasets:
-            buffer = io.BytesIO()
-            ds.save_as(buffer, enforce_file_format=True)
-            stored = store.put(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, buffer.getvalue())
-            repo.record_instance(
-                session=session, stored=stored, study_uid=ds.StudyInstanceUID, series_uid=ds.SeriesInstanceUID,
-                sop_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID,
-                transfer_syntax_uid=ds.file_meta.TransferSyntaxUID, calling_ae="TEST", peer=None,
-                study_attrs={}, series_attrs={"modality": "MR", "series_number": int(ds.SeriesNumber),
-                                              "series_description": str(ds.SeriesDescription)},
-                now=now,
-            )
-        if complete:
-            study = session.scalars(
-                sa.select(Study).where(Study.study_instance_uid == datasets[0].StudyInstanceUID)).one()
-            repo.mark_study_complete(session=session, study_id=study.id, forced=False, now=now)
-        session.commit()
 
 
 def status(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
