@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypedDict, Unpack, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,6 +47,7 @@ __all__ = [
     "Outcome",
     "STUDY_ATTRS",
     "SERIES_ATTRS",
+    "AuditFields",
     "add_audit_event",
     "insert_audit_event",
     "audit_events",
@@ -382,19 +383,28 @@ def record_instance(
     return outcome
 
 
+class AuditFields(TypedDict, total=False):
+    """The optional columns of an audit event: who, about what, and why."""
+
+    calling_ae: str | None
+    called_ae: str | None
+    peer: str | None
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    detail: str | None
+
+
+def _audit_row(kind: str, outcome: str, now: datetime | None, fields: AuditFields) -> dict[str, Any]:
+    """Every column of one audit event (those not given are ``None``)."""
+    row: dict[str, Any] = dict.fromkeys(AuditFields.__optional_keys__)
+    row.update(fields)
+    row.update(at=now or utcnow(), kind=kind, outcome=outcome)
+    return row
+
+
 def add_audit_event(
-    *,
-    session: Session,
-    kind: str,
-    outcome: str,
-    calling_ae: str | None = None,
-    called_ae: str | None = None,
-    peer: str | None = None,
-    study_uid: str | None = None,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
-    detail: str | None = None,
-    now: datetime | None = None,
+    *, session: Session, kind: str, outcome: str, now: datetime | None = None, **fields: Unpack[AuditFields]
 ) -> None:
     """Add one event to the audit trail (who sent what, when, with which outcome).
 
@@ -407,36 +417,15 @@ def add_audit_event(
         A DIMSE status such as ``"0x0000"``, or a short word (``"accepted"``).
     now
         The time of the event; the current time when ``None``.
+    **fields
+        The :class:`AuditFields`: ``calling_ae``, ``called_ae``, ``peer``,
+        ``study_uid``, ``series_uid``, ``sop_uid``, ``detail``.
     """
-    session.add(
-        AuditEvent(
-            at=now or utcnow(),
-            kind=kind,
-            outcome=outcome,
-            calling_ae=calling_ae,
-            called_ae=called_ae,
-            peer=peer,
-            study_uid=study_uid,
-            series_uid=series_uid,
-            sop_uid=sop_uid,
-            detail=detail,
-        )
-    )
+    session.add(AuditEvent(**_audit_row(kind, outcome, now, fields)))
 
 
 def insert_audit_event(
-    *,
-    session: Session,
-    kind: str,
-    outcome: str,
-    calling_ae: str | None = None,
-    called_ae: str | None = None,
-    peer: str | None = None,
-    study_uid: str | None = None,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
-    detail: str | None = None,
-    now: datetime | None = None,
+    *, session: Session, kind: str, outcome: str, now: datetime | None = None, **fields: Unpack[AuditFields]
 ) -> None:
     """:func:`add_audit_event`, inserted now with a Core ``INSERT`` (the hot path).
 
@@ -445,21 +434,7 @@ def insert_audit_event(
     C-STORE on the shared VM (docs/receiver.md). A value the column cannot take
     (a naive ``now``) raises here rather than at the flush.
     """
-    session.execute(
-        _INSERT_AUDIT,
-        {
-            "at": now or utcnow(),
-            "kind": kind,
-            "outcome": outcome,
-            "calling_ae": calling_ae,
-            "called_ae": called_ae,
-            "peer": peer,
-            "study_uid": study_uid,
-            "series_uid": series_uid,
-            "sop_uid": sop_uid,
-            "detail": detail,
-        },
-    )
+    session.execute(_INSERT_AUDIT, _audit_row(kind, outcome, now, fields))
 
 
 def audit_events(
