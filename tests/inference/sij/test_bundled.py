@@ -36,7 +36,7 @@ def phantom_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
 
 def test_pipeline_reproduces_phantom_anatomy_and_table(phantom_run: tuple[Any, Any]) -> None:
-    """Tolerances of the demo weights (v0.2.0; docs/sij.md, "Measured")."""
+    """Tolerances of the demo weights (v0.3.0; docs/sij.md, "Measured")."""
     case, result = phantom_run
     truth = case.truth
     if (case.t1_labels == SijLabel.FAT_METAPLASIA).any():
@@ -55,7 +55,7 @@ def test_pipeline_reproduces_phantom_anatomy_and_table(phantom_run: tuple[Any, A
     assert result.axspa_probability is not None and 0.0 <= result.axspa_probability <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="v0.2.0 demo weights miss the issue's FM DSC target (0.85; held-out mean 0.46); see docs/sij.md")
+@pytest.mark.xfail(strict=True, reason="v0.3.0 demo weights miss the issue's FM DSC target (0.85; held-out mean 0.53); see docs/sij.md")
 def test_fm_dice_target_on_phantom(phantom_run: tuple[Any, Any]) -> None:
     case, result = phantom_run
     ref = case.t1_labels == SijLabel.FAT_METAPLASIA
