@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import StorageError
 
-__all__ = ["MIGRATIONS_DIR", "make_engine", "make_session_factory", "upgrade"]
+__all__ = ["MIGRATIONS_DIR", "make_engine", "make_session_factory", "open_database", "upgrade"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +215,20 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     passes them on).
     """
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def open_database(url: str) -> Iterator[sessionmaker[Session]]:
+    """Engine for ``url``, migrated to head, as a session factory; the engine is disposed on exit.
+
+    For short-lived commands (``status``, ``jobs``, ``resend``) that open the database once.
+    """
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

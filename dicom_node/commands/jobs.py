@@ -14,18 +14,17 @@ __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from storage.db import make_engine, make_session_factory, upgrade
+    from storage.db import open_database
     from storage.jobs import list_jobs
     from storage.models import JobState, Study
 
     settings = settings_from_args(args)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        upgrade(engine)
-        with make_session_factory(engine)() as session:
+    with open_database(settings.resolved_database_url) as sessions:
+        with sessions() as session:
             state = JobState(args.state) if args.state else None
             jobs = list_jobs(session=session, state=state, limit=args.limit)
-            uids = dict(session.execute(sa.select(Study.id, Study.study_instance_uid)).all())
+            uids = dict(session.execute(sa.select(Study.id, Study.study_instance_uid)
+                                         .where(Study.id.in_({j.study_id for j in jobs}))).all())
             rows = [
                 {
                     "id": j.id, "study_instance_uid": uids.get(j.study_id), "pipeline": j.pipeline,
@@ -42,8 +41,6 @@ def _run(args: argparse.Namespace) -> int:
                     .order_by(Study.id.desc()).limit(args.limit)
                 )
             } if args.routing else {}
-    finally:
-        engine.dispose()
     if args.json:
         print(json.dumps({"jobs": rows, "routing": routing}, indent=2))
         return 0

@@ -24,13 +24,10 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from dicom_node.delivery.outbox import dead_delivery_ids, delivery_ids_of_study
     from storage.deliveries import resend
-    from storage.db import make_engine, make_session_factory, upgrade
+    from storage.db import open_database
 
     now = datetime.now(timezone.utc)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        upgrade(engine)
-        sessions = make_session_factory(engine)
+    with open_database(settings.resolved_database_url) as sessions:
         with sessions() as session:
             if args.study:
                 ids = delivery_ids_of_study(
@@ -50,8 +47,6 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         if args.send:
             return _send_now(settings, sessions, ids)
-    finally:
-        engine.dispose()
     return 0
 
 

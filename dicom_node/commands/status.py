@@ -144,15 +144,10 @@ def routing_view(
 def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from storage import repo
-    from storage.db import make_engine, make_session_factory, upgrade
+    from storage.db import open_database
 
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        upgrade(engine)
-        with make_session_factory(engine)() as session:
-            studies = _jsonable(repo.study_summaries(session=session))
-    finally:
-        engine.dispose()
+    with open_database(settings.resolved_database_url) as sessions, sessions() as session:
+        studies = _jsonable(repo.study_summaries(session=session))
     now = datetime.now(timezone.utc)
     for study in studies:
         # the raw decision (with every series' classification) is `dicom-node jobs --routing --json`
