@@ -37,14 +37,22 @@ __all__ = [
     "Disc2D",
     "LevelCount",
     "count_levels",
+    "cranial_partial",
     "describe_disc",
     "find_discs",
     "level_name",
     "merge_split_discs",
+    "body_between",
     "sacral_band",
+    "sacral_bone",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: A top disc centred less than this fraction of a segment below the top edge is not counted.
+CRANIAL_FRACTION = 0.5
+#: A lowest disc with less than this share of vertebra in the body above it lies inside the sacrum.
+SACRAL_MAX_SHARE = 0.3
 
 _LUMBAR_FROM_BOTTOM = ("L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2", "T12/L1")
 
@@ -119,6 +127,7 @@ def find_discs(
     min_area_mm2: float = 40.0,
     probability: np.ndarray | None = None,
     min_confidence: float = 0.5,
+    cranial_fraction: float = CRANIAL_FRACTION,
 ) -> tuple[list[Disc2D], np.ndarray]:
     """Disc components of a label map, cranial to caudal.
 
@@ -135,12 +144,17 @@ def find_discs(
         Optional per-pixel confidence map; its mean over a disc is the disc's confidence.
     min_confidence
         With ``probability``, components of lower mean confidence are dropped.
+    cranial_fraction
+        The most cranial disc is dropped when its centre lies closer to the top
+        edge than this fraction of the median distance between discs
+        (:func:`cranial_partial`).
 
     Components touching the first (cranial) row are dropped: a disc cut by the
     edge of the field of view is seen in part or not at all, in the reference
     masks as in the network's, and the names count from the caudal end anyway.
     Pieces of one disc are joined (:func:`merge_split_discs`), then components
-    off the spinal column (:func:`off_column`) are dropped.
+    off the spinal column (:func:`off_column`) are dropped, and so is a top disc
+    with no room for its vertebra above it (:func:`cranial_partial`).
 
     Returns
     -------
@@ -168,6 +182,8 @@ def find_discs(
         centroids = np.array([[d.centroid[0] * sr, d.centroid[1] * sc] for d, _ in found])
         outliers = off_column(centroids, np.array([d.length_mm for d, _ in found]))
         found = [item for item, out in zip(found, outliers) if not out]
+    if cranial_partial([d for d, _ in found], (sr, sc), max_fraction=cranial_fraction):
+        found = found[1:]
     components = np.zeros(lab.shape, dtype=np.int32)
     discs: list[Disc2D] = []
     for index, (disc, mask) in enumerate(found, start=1):
@@ -176,6 +192,24 @@ def find_discs(
             Disc2D(index, disc.centroid, disc.axis, disc.length_mm, disc.thickness_mm, disc.area_px, disc.confidence)
         )
     return discs, components
+
+
+def cranial_partial(discs: list[Disc2D], spacing: tuple[float, float], *, max_fraction: float = CRANIAL_FRACTION) -> bool:
+    """Whether the most cranial disc lies too close to the top edge of the image to be counted.
+
+    A disc whose centre is less than ``max_fraction`` times the median distance
+    between neighbouring discs below the top edge has (almost) none of its
+    vertebral body above it in view: it is often cut by the edge, and SPIDER's
+    annotators label such a disc on some patients and not on others. Names count
+    from the caudal end, so leaving it out changes no other name. Needs at least
+    three discs (for the median distance); ``discs`` are ordered cranial to caudal.
+    """
+    if len(discs) < 3 or max_fraction <= 0:
+        return False
+    sr, sc = float(spacing[0]), float(spacing[1])
+    centres = np.array([d.centroid for d in discs]) * np.array([sr, sc])
+    median_gap = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
+    return bool(centres[0, 0] < max_fraction * median_gap)
 
 
 def describe_disc(
@@ -329,6 +363,66 @@ def sacral_band(
     )
 
 
+def body_between(labels: np.ndarray, upper: Disc2D, lower: Disc2D, spacing: tuple[float, float]) -> float:
+    """Share of vertebra pixels in the body between two neighbouring discs.
+
+    Samples the middle 40 % of the line joining the two disc centres, each sample a
+    row segment half as wide as the discs are long on average (the centre of the
+    vertebral body, away from the endplates).
+    """
+    lab = np.asarray(labels)
+    sc = float(spacing[1])
+    (r0, c0), (r1, c1) = upper.centroid, lower.centroid
+    half = 0.25 * 0.5 * (upper.length_mm + lower.length_mm) / sc
+    shares = []
+    for t in np.linspace(0.3, 0.7, 21):
+        row = int(round(r0 + t * (r1 - r0)))
+        col = c0 + t * (c1 - c0)
+        cols = np.arange(int(np.floor(col - half)), int(np.ceil(col + half)) + 1)
+        cols = cols[(cols >= 0) & (cols < lab.shape[1])]
+        if 0 <= row < lab.shape[0] and cols.size:
+            shares.append(float(np.mean(lab[row, cols] == SagittalLabel.VERTEBRA)))
+    return float(np.mean(shares)) if shares else 0.0
+
+
+def sacral_bone(
+    labels: np.ndarray,
+    discs: list[Disc2D],
+    spacing: tuple[float, float],
+    *,
+    max_share: float = SACRAL_MAX_SHARE,
+    min_share: float = 0.6,
+    canal_reach: float = 1.0,
+) -> bool:
+    """Whether the lowest disc lies in bone that is not labelled vertebra: a band inside the sacrum.
+
+    SPIDER labels the lumbar vertebrae but not the sacrum, and the network learnt
+    to leave the sacrum unlabelled; a disc-like band it finds between sacral
+    segments therefore has no vertebra between it and the real L5/S1 above, while
+    a real L5/S1 has the L5 body there. The lowest disc is taken for such a band
+    when, with at least four discs, the vertebra share of the body above it
+    (:func:`body_between`) is below ``max_share`` while the median share of the
+    bodies higher up is at least ``min_share`` (the slice does show labelled
+    vertebrae), and the spinal canal reaches down to within ``canal_reach``
+    median segments of it (a midline slice: a lateral slice shows neither canal
+    nor bodies low down). Phantoms label the sacrum as vertebra: the rule never
+    fires there.
+    """
+    if len(discs) < 4:
+        return False
+    lab = np.asarray(labels)
+    sr, sc = float(spacing[0]), float(spacing[1])
+    shares = [body_between(lab, discs[i], discs[i + 1], spacing) for i in range(len(discs) - 1)]
+    if shares[-1] >= max_share or float(np.median(shares[:-1])) < min_share:
+        return False
+    centres = np.array([d.centroid for d in discs]) * np.array([sr, sc])
+    segment = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
+    canal_rows = np.flatnonzero((lab == SagittalLabel.CANAL).any(axis=1))
+    if canal_rows.size == 0:
+        return False
+    return bool(canal_rows.max() * sr >= centres[-1, 0] - canal_reach * segment)
+
+
 def count_levels(
     labels: np.ndarray,
     spacing: tuple[float, float] = (1.0, 1.0),
@@ -346,7 +440,7 @@ def count_levels(
     if not discs:
         return LevelCount([], [], False, components, ["no disc found on the sagittal slice"])
     for _ in range(2):  # one or two sacral bands (S1/S2, S2/S3)
-        if not sacral_band(discs, spacing):
+        if not (sacral_band(discs, spacing) or sacral_bone(lab, discs, spacing)):
             break
         band = discs.pop()
         components[components == band.label] = 0

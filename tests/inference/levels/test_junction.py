@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from inference.labels import SagittalLabel
 from inference.levels import count_levels, level_name
-from inference.levels.junction import find_discs
+from inference.levels.junction import body_between, cranial_partial, find_discs, sacral_bone
 from tests.inference.levels.shapes import draw_spine
 
 
@@ -157,3 +157,45 @@ def test_rudimentary_junction_at_a_lumbar_distance_stays_l5s1() -> None:
     assert len(count.discs) == 5 and count.junction is not None
     assert count.junction.centroid == pytest.approx(centres[-1])
     assert not any("sacral segment" in w for w in count.warnings)
+
+
+def test_disc_with_no_room_for_its_vertebra_at_the_top_edge_is_not_counted() -> None:
+    # the top disc centred 9.5 rows below the edge (a fifth of a segment): its vertebra above is out of view
+    labels, centres = draw_spine(shape=(300, 256), n_discs=6, top=5, below="none")
+    count = count_levels(labels)
+    assert len(count.discs) == 5 and count.names[0] == "L1/L2"
+    np.testing.assert_allclose([d.centroid for d in count.discs], centres[1:])
+    assert not count.components[int(round(centres[0][0])), 115]
+    assert cranial_partial(find_discs(labels, cranial_fraction=0.0)[0], (1.0, 1.0))
+    # at more than half a segment below the edge it counts
+    labels, _ = draw_spine(shape=(330, 256), n_discs=6, top=30, below="none")
+    assert len(count_levels(labels).discs) == 6
+
+
+def test_band_in_unlabelled_bone_below_the_junction_is_not_counted() -> None:
+    # SPIDER-style: lumbar bodies labelled, the sacrum not; a disc-like band inside it
+    labels, centres = draw_spine(shape=(340, 256), n_discs=5, below="none")
+    lowest_row = int(centres[-1][0])
+    band = slice(lowest_row + 30, lowest_row + 38)
+    labels[band, 85:145] = SagittalLabel.DISC  # as long as a disc, a lumbar distance below: sacral_band misses it
+    count = count_levels(labels)
+    assert count.names == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+    assert count.junction is not None and count.junction.centroid == pytest.approx(centres[-1])
+    assert any("sacral segment" in w for w in count.warnings)
+    assert not count.components[band, 85:145].any()
+
+
+def test_lowest_disc_with_its_body_labelled_stays_the_junction() -> None:
+    labels, centres = draw_spine(n_discs=5, below="none")
+    discs, _ = find_discs(labels)
+    assert body_between(labels, discs[-2], discs[-1], (1.0, 1.0)) == pytest.approx(1.0)
+    assert not sacral_bone(labels, discs, (1.0, 1.0))
+    # without a canal reaching the lower spine (a lateral slice) unlabelled bone says nothing
+    lateral = labels.copy()
+    lateral[int(centres[-1][0]) - 48 - 5 : int(centres[-1][0]) - 5, 80:150] = 0
+    lateral[150:, 160:180] = 0
+    assert not sacral_bone(lateral, find_discs(lateral)[0], (1.0, 1.0))
+    # with the canal running down and the L5 body unlabelled, the lowest disc reads as a sacral band
+    unlabelled_l5 = labels.copy()
+    unlabelled_l5[int(centres[-1][0]) - 48 - 5 : int(centres[-1][0]) - 5, 80:150] = 0
+    assert sacral_bone(unlabelled_l5, discs, (1.0, 1.0))
