@@ -51,11 +51,35 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_split(parser)
     parser.add_argument("--weights", type=Path, default=None, help="weights with a card (default: bundled demo weights)")
     parser.add_argument("--all", action="store_true", help="evaluate every patient, not only the held-out ones")
+    parser.add_argument(
+        "--train-fold",
+        metavar="I/K",
+        default=None,
+        help="evaluate fold I of K (0-based) of the TRAINING patients instead of the held-out ones, for choosing "
+        "rules without touching the held-out patients (training patients sorted, patient n in fold n mod K)",
+    )
     parser.add_argument("--per-slice", action="store_true", help="print one line per slice")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary and per-slice results here")
     parser.add_argument(
         "--phantoms", type=Path, default=None, help="also level these lumbar phantom studies against their ground truth"
     )
+
+
+def train_fold(train_ids: list[str], spec: str) -> list[str]:
+    """The training patients of fold ``"I/K"`` (0-based I): sorted ids, the n-th in fold n mod K.
+
+    Raises
+    ------
+    ValueError
+        When ``spec`` is not ``I/K`` with ``0 <= I < K``.
+    """
+    try:
+        index, folds = (int(part) for part in spec.split("/"))
+    except ValueError as exc:
+        raise ValueError(f"--train-fold wants I/K, e.g. 0/5, got {spec!r}") from exc
+    if not 0 <= index < folds:
+        raise ValueError(f"--train-fold {spec}: need 0 <= I < K")
+    return [p for n, p in enumerate(sorted(train_ids)) if n % folds == index]
 
 
 def _split(args: argparse.Namespace) -> tuple[list[Any], list[str], list[str]]:
@@ -186,16 +210,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, args.threads))
         model = load_levels_model(args.weights, device=device)
-        slices, _, test_ids = _split(args)
+        slices, train_ids, test_ids = _split(args)
         patients = sorted({s.patient for s in slices}) if args.all else test_ids
+        if args.train_fold is not None:
+            patients = train_fold(train_ids, args.train_fold)
         summary, results = _evaluate(model, slices, patients, device)
-    except (LevelsError, OSError, RuntimeError) as exc:
+    except (LevelsError, OSError, RuntimeError, ValueError) as exc:
         print(f"dicom-node evaluate levels: {exc}", file=sys.stderr)
         return 1
     card = model.card
     if card is not None:
         print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}...)")
-    _print_summary(summary, f"{'all' if args.all else 'held-out'} patients: {', '.join(patients)}")
+    scope = f"training fold {args.train_fold}" if args.train_fold is not None else "all" if args.all else "held-out"
+    _print_summary(summary, f"{scope} patients: {', '.join(patients)}")
     if args.per_slice:
         for r in results:
             flag = "ok " if r.count_right else "BAD"

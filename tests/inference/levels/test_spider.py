@@ -95,3 +95,17 @@ def test_evaluate_slice_against_itself_and_with_a_missed_disc(fixture_slices) ->
     assert summary.count_right == pytest.approx(1 / 3)
     assert summary.disc_recall == pytest.approx((3 * perfect.ref_discs - 2) / (3 * perfect.ref_discs))
     assert summary.disc_precision == 1.0
+
+
+def test_training_folds_partition_the_training_patients() -> None:
+    from dicom_node.commands._levels import train_fold
+
+    ids = [f"{i:03d}" for i in range(31)]
+    train, test = split_patients(ids * 8, 0.2, seed=0)
+    folds = [train_fold(train, f"{i}/5") for i in range(5)]
+    assert sorted(p for fold in folds for p in fold) == train
+    assert not set().union(*folds) & set(test)
+    assert [len(f) for f in folds] == [5, 5, 5, 5, 5]
+    for bad in ("5/5", "x", "1/0"):
+        with pytest.raises(ValueError):
+            train_fold(train, bad)
