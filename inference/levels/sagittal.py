@@ -14,6 +14,7 @@ from inference.levels.junction import LevelCount, count_levels
 from inference.levels.mapping import DiscLevel, VolumeLike
 from inference.levels.model import fit_to_canvas, normalise_intensity, probabilities_to_labels, segment_slices
 from inference.levels.orientation import CanonicalView, canonical_view
+from inference.levels.series import junction_disagreement
 
 __all__ = ["SagittalReading", "find_disc_levels", "read_sagittal"]
 
@@ -28,6 +29,7 @@ _CONFIDENCE_PENALTIES = (
     ("transitional", 0.7),
     ("may be missing", 0.8),
     ("fewer than three", 0.8),
+    ("neighbouring sagittal slices", 0.8),
 )
 
 
@@ -62,6 +64,9 @@ def candidate_slices(n_slices: int) -> list[int]:
 def read_sagittal(sagittal: VolumeLike, model: torch.nn.Module) -> SagittalReading:
     """Segment the central slices and keep the mid-sagittal one (widest canal, then most discs).
 
+    Its count gets a warning when its junction is not the one most of the central
+    slices agree on (:func:`inference.levels.series.junction_disagreement`).
+
     Raises
     ------
     LevelsError
@@ -86,14 +91,19 @@ def read_sagittal(sagittal: VolumeLike, model: torch.nn.Module) -> SagittalReadi
     best: SagittalReading | None = None
     best_key: tuple[int, int, float] = (-1, -1, -np.inf)
     centre = (array.shape[0] - 1) / 2.0
+    counts: list[LevelCount] = []
     for k, fit, prob in zip(ks, fits, probs):
         labels, confidence = probabilities_to_labels(prob, fit)
         count = count_levels(labels, spacing, probability=confidence)
+        counts.append(count)
         # the mid-sagittal slice shows the widest canal; then the most discs, then the most central
         key = (int(np.count_nonzero(labels == SagittalLabel.CANAL)), len(count.discs), -abs(k - centre))
         if key > best_key:
             best_key, best = key, SagittalReading(k, count, view, labels, spacing)
     assert best is not None
+    disagreement = junction_disagreement(best.count, counts, spacing)
+    if disagreement is not None:
+        best.count.warnings.append(disagreement)
     logger.debug("mid-sagittal slice %d: %d discs", best.slice_index, len(best.count.discs))
     return best
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from inference.labels import SagittalLabel
 from inference.levels import assign_levels, find_disc_levels
 from inference.levels.orientation import canonical_view
 from inference.levels.sagittal import candidate_slices
@@ -130,3 +131,28 @@ def test_network_errors_fall_back_to_stack_order() -> None:
     levels = assign_levels([axial_stack((0, 0, 0))], canonical_sagittal(), model=Broken())
     assert levels[0][0].method == "stack_order"
     assert "out of memory" in levels[0][0].warnings[0]
+
+
+class PerSliceStub(torch.nn.Module):
+    """Returns the n-th canvas label map for the n-th slice of the batch."""
+
+    def __init__(self, maps: list[np.ndarray]) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        onehot = [np.eye(len(SagittalLabel), dtype=np.float32)[m].transpose(2, 0, 1) * 20.0 for m in maps]
+        self.register_buffer("logits", torch.as_tensor(np.stack(onehot)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[: x.shape[0]] + 0 * self.dummy
+
+
+def test_mid_sagittal_slice_missing_the_junction_its_neighbours_see_is_flagged() -> None:
+    full, _ = draw_spine(n_discs=5, below="none")
+    short, _ = draw_spine(n_discs=4, below="none")  # L5/S1 lost on the mid-sagittal slice
+    short[:, 155:185] = SagittalLabel.CANAL  # ... which shows the widest canal
+    discs, warnings = find_disc_levels(canonical_sagittal(), PerSliceStub([full, short, full]))
+    assert len(discs) == 4
+    assert any("neighbouring sagittal slices" in w and "above" in w for w in warnings)
+    agreeing, quiet = find_disc_levels(canonical_sagittal(), PerSliceStub([full, full, full]))
+    assert not any("neighbouring" in w for w in quiet)
+    assert max(d.confidence for d in discs) < min(d.confidence for d in agreeing)
