@@ -10,9 +10,11 @@ The rule (the same for ground-truth and predicted masks):
 1. discs are the connected components of the disc class with at least
    ``min_area_mm2``, not cut by the cranial edge of the image; pieces of one
    disc (side by side across the disc plane) are joined; each gets its
-   centroid, long axis and thickness (PCA in mm);
+   centroid, long axis and thickness (PCA in mm); a top disc centred less than
+   half a segment below the edge (no room for its vertebra above) is dropped;
 2. they are ordered cranial to caudal by centroid row; a short band close
-   below the lowest disc is a sacral segment (S1/S2) and is not counted;
+   below the lowest disc, or a lowest disc with unlabelled bone (the sacrum)
+   between it and the disc above, is a sacral segment (S1/S2) and is not counted;
 3. the lowest disc is the lumbosacral junction (L5/S1) when a vertebra (the
    sacrum) lies below it; names are counted upwards from there: L5/S1, L4/L5,
    ..., T12/L1, T11/T12, ...;
