@@ -60,6 +60,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="background processes drawing augmented batches (default 0: in-process, deterministic; "
+                             "use several on a GPU host)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop after the epoch that ends past this many minutes; checkpoint and weights are "
+                             "written and --resume continues the same schedule (for time-limited GPU slots)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of studies held out for the Dice printed at the end")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
@@ -100,7 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
             learning_rate=args.lr, patch=(args.patch, args.patch), seed=args.seed, device=args.device, num_threads=args.threads,
-            tip_weight=args.tip_weight, batch_dice=args.batch_dice, init=str(args.init) if args.init is not None else None,
+            tip_weight=args.tip_weight, batch_dice=args.batch_dice, workers=args.workers,
+            max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None, init=str(args.init) if args.init is not None else None,
         )
         result = train(
             train_slices, cfg, val_slices=val_slices, checkpoint=args.out / "checkpoint.pt",
@@ -124,6 +131,10 @@ def run_train(args: argparse.Namespace) -> int:
                      "final_loss": result.epoch_losses[-1] if result.epoch_losses else None},
         "validation_dice": result.val_dice,
     }
+    if result.stopped_after_epoch is not None:
+        card["training"]["stopped_after_epoch"] = result.stopped_after_epoch
+        print(f"time limit: stopped after epoch {result.stopped_after_epoch} of {cfg.epochs} "
+              f"(--resume continues)", file=sys.stderr)
     if args.init is not None:
         card["initialised_from"] = {"path": str(args.init), "sha256": init_sha}
     save_weights(result.network, weights, card)

@@ -69,6 +69,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None,
                         help="start from the network of these weights (with card) instead of a random one")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--filters", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
+                        metavar="F1,F2,F3,F4",
+                        help="network feature maps per level (default 8,16,32,64; ignored with --init, which "
+                             "keeps the architecture of the weights it starts from)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop segmentation training after this many minutes (checkpoint written; --resume "
+                             "continues the same schedule)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="background processes drawing augmented patches (default 0: in-process, "
+                             "deterministic; use several on a GPU host)")
     parser.add_argument("--seg-cases", type=int, default=0,
                         help="studies used for segmentation (0: all); the classifier always sees all")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.ckpt when it exists")
@@ -145,6 +155,25 @@ def _existing_network(weights: Path) -> tuple[Any, Any, dict[str, Any]]:
     return existing.network, TrainConfig(**kwargs), card
 
 
+def _network_config(args: argparse.Namespace) -> Any:
+    """Architecture to train: that of ``--init`` weights, else the default with ``--filters``."""
+    import dataclasses
+
+    from inference.modelcard import WeightsError, read_card
+    from inference.sij.network import NetworkConfig
+
+    if args.init is not None:
+        try:
+            return NetworkConfig.from_dict(read_card(args.init).extra["network"])
+        except (WeightsError, KeyError) as exc:
+            raise SystemExit(f"dicom-node train sij: cannot start from {args.init}: {exc}") from exc
+    if args.filters is None:
+        return NetworkConfig()
+    if len(args.filters) != len(NetworkConfig().filters):
+        raise SystemExit(f"--filters takes {len(NetworkConfig().filters)} numbers, one per level")
+    return dataclasses.replace(NetworkConfig(), filters=args.filters)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train the segmentation network, then the classifier on its output; write weights + card."""
     import dataclasses
@@ -152,7 +181,7 @@ def run_train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from inference.runtime import seed_everything
+    from inference.runtime import seed_everything, select_device
     from inference.sij.errors import SijError
     from inference.sij.inferer import SijInferer
     from inference.sij.pipeline import PostprocessConfig, SijPipeline
@@ -165,11 +194,14 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         cases = _load(args)
         seg_cases = cases[: args.seg_cases] if args.seg_cases else cases
-        config = TrainConfig(steps=args.steps, batch_cases=args.batch_cases, samples_per_case=args.samples,
+        network = _network_config(args)
+        config = TrainConfig(network=network, steps=args.steps, batch_cases=args.batch_cases, samples_per_case=args.samples,
                              patch_size=args.patch, spacing_mm=args.spacing, lr=args.lr, seed=args.seed,
                              threads=args.threads, fm_weight=args.fm_weight, crop_ratios=args.crop_ratios,
                              inference_patch_size=args.window or args.patch,
-                             init=str(args.init) if args.init is not None else None)
+                             init=str(args.init) if args.init is not None else None,
+                             device=args.device, workers=args.workers,
+                             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None)
         t0 = time.monotonic()
         previous: dict[str, Any] = {}
         if args.classifier_only:
@@ -183,12 +215,13 @@ def run_train(args: argparse.Namespace) -> int:
         if args.segmentation_only:
             write_model(args.out, net, config, classifier=None, version=args.version,
                         training_data=f"{len(seg_cases)} studies from {args.data}",
-                        metrics={"segmentation_steps": config.steps,
+                        metrics={"segmentation_steps": len(history), "segmentation_steps_planned": config.steps,
                                  "final_loss_mean_last_50": float(sum(history[-50:]) / max(1, len(history[-50:]))),
                                  "segmentation_studies": len(seg_cases), "segmentation_data": str(args.data)})
             print(f"wrote {args.out} and its card (no classifier)")
             return 0
         pipeline = SijPipeline(net, inferer=SijInferer(patch_size=config.inference_patch_size, flip_tta=False),
+                               device=select_device(args.device),
                                spacing_mm=config.spacing_mm,
                                postprocess=PostprocessConfig(fm_joint_distance_mm=args.fm_joint_mm))
         fm_scale, dice_by_scale, results = tune_and_predict(pipeline, cases, min_areas_mm2=args.min_areas,
@@ -205,6 +238,8 @@ def run_train(args: argparse.Namespace) -> int:
         }
         if not args.classifier_only:
             metrics["segmentation_training_seconds"] = round(seg_s, 1)
+            metrics["segmentation_steps"] = len(history)
+            metrics["segmentation_steps_planned"] = config.steps
             metrics["segmentation_studies"] = len(seg_cases)
             metrics["segmentation_data"] = str(args.data)
         write_model(args.out, net, config, classifier=classifier, version=args.version,

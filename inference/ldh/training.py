@@ -25,7 +25,7 @@ from inference.ldh.inferer import LdhInferer
 from inference.ldh.network import NETWORK_CONFIG, build_network
 from inference.ldh.transforms import IMAGE, LABEL, PATCH, train_transforms
 from inference.modelcard import write_card
-from inference.runtime import seed_everything, select_device
+from inference.runtime import batch_stream, seed_everything, select_device
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate_slices", "initial_state", "save_weights", "segmentation_loss", "tip_mask", "train"]
 
@@ -55,6 +55,12 @@ class TrainConfig:
     batch_dice: bool = False
     #: weights file or checkpoint the network starts from (fine-tuning); ``None`` = from scratch
     init: str | None = None
+    #: background processes drawing the augmented batches (0: in-process, deterministic; on a GPU
+    #: the augmentation, not the network, limits the steps per second)
+    workers: int = 0
+    #: stop after the first epoch that ends past this many seconds of training (checkpoint and
+    #: weights are written; ``--resume`` continues the same schedule); ``None`` = no limit
+    max_seconds: float | None = None
 
 
 @dataclass
@@ -66,23 +72,36 @@ class TrainResult:
     step_losses: list[float]
     val_dice: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: epochs run when ``max_seconds`` stopped the run early; ``None`` when it ran to the end
+    stopped_after_epoch: int | None = None
 
 
 def _batches(
-    slices: Sequence[dict[str, Any]], cfg: TrainConfig, rng: np.random.Generator
-) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-    transform = train_transforms(patch=cfg.patch, augment=cfg.augment)
+    slices: Sequence[dict[str, Any]], cfg: TrainConfig, *, seed_transforms: bool = False
+) -> Callable[[np.random.Generator], Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
+    """``make_draw(rng)`` for :func:`inference.runtime.batch_stream`.
 
-    def draw() -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = [], []
-        for i in rng.integers(0, len(slices), size=cfg.batch_size):
-            out = transform({IMAGE: slices[int(i)][IMAGE], LABEL: slices[int(i)][LABEL].long()})
-            sample = out[0] if isinstance(out, list) else out
-            images.append(torch.as_tensor(sample[IMAGE]))
-            labels.append(torch.as_tensor(sample[LABEL]))
-        return torch.stack(images).float(), torch.stack(labels).long()
+    ``seed_transforms`` seeds the random transforms from ``rng`` (each DataLoader worker must draw
+    its own augmentations; in-process the transforms keep the globally seeded state, as before).
+    """
 
-    return draw
+    def make_draw(rng: np.random.Generator) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+        transform = train_transforms(patch=cfg.patch, augment=cfg.augment)
+        if seed_transforms:
+            transform.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
+
+        def draw() -> tuple[torch.Tensor, torch.Tensor]:
+            images, labels = [], []
+            for i in rng.integers(0, len(slices), size=cfg.batch_size):
+                out = transform({IMAGE: slices[int(i)][IMAGE], LABEL: slices[int(i)][LABEL].long()})
+                sample = out[0] if isinstance(out, list) else out
+                images.append(torch.as_tensor(sample[IMAGE]))
+                labels.append(torch.as_tensor(sample[LABEL]))
+            return torch.stack(images).float(), torch.stack(labels).long()
+
+        return draw
+
+    return make_draw
 
 
 def initial_state(path: Path) -> dict[str, torch.Tensor]:
@@ -211,16 +230,17 @@ def train(
             group["lr"] = group["initial_lr"] * schedule(done)
         epoch_losses, step_losses = list(state["epoch_losses"]), list(state["step_losses"])
         rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the training device
         logger.info("resumed from %s at epoch %d", checkpoint, first_epoch)
-    draw = _batches(slices, cfg, rng)
+    stream = batch_stream(_batches(slices, cfg, seed_transforms=cfg.workers > 0), rng, workers=cfg.workers,
+                          seed=cfg.seed * 100_003 + first_epoch)
     bar = tqdm(total=total_steps, initial=first_epoch * cfg.steps_per_epoch, disable=not progress, desc="train ldh")
     for epoch in range(first_epoch, cfg.epochs):
         network.train()
         running = []
         for _ in range(cfg.steps_per_epoch):
-            images, labels = draw()
-            images, labels = images.to(device), labels.to(device)
+            images, labels = next(stream)
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             optimiser.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
                 loss = loss_fn(network(images), labels)
@@ -251,8 +271,16 @@ def train(
                 tmp,
             )
             tmp.replace(checkpoint)
+        if cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds and epoch + 1 < cfg.epochs:
+            stopped_at = epoch + 1
+            logger.warning("time limit: stopped after epoch %d of %d", stopped_at, cfg.epochs)
+            break
+    else:
+        stopped_at = None
     bar.close()
-    result = TrainResult(network=network.eval(), epoch_losses=epoch_losses, step_losses=step_losses)
+    stream.close()  # stops the workers
+    result = TrainResult(network=network.eval(), epoch_losses=epoch_losses, step_losses=step_losses,
+                         stopped_after_epoch=stopped_at)
     if val_slices:
         result.val_dice = evaluate_slices(network, val_slices, device=device)
     result.seconds = time.perf_counter() - start

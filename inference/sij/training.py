@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from inference.labels import SijLabel
 from inference.modelcard import WeightsError, load_weights, write_card
+from inference.runtime import batch_stream, select_device
 from inference.sij.classifier import FEATURE_NAMES, AxspaClassifier, fit_classifier
 from inference.sij.errors import SijDataError, SijModelError
 from inference.sij.network import OEDEMA_CHANNEL, SOFTMAX_LABELS, NetworkConfig, build_network
@@ -59,6 +60,12 @@ class TrainConfig:
     crop_ratios: tuple[float, ...] = (0.1, 0.7, 0.1, 0.05, 0.05)
     #: Weights (with a card) whose network state starts the training instead of a random one.
     init: str | None = None
+    #: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; on CUDA the steps run in mixed precision.
+    device: str = "cpu"
+    #: Background processes drawing the augmented patches (0: in-process, deterministic).
+    workers: int = 0
+    #: Stop (checkpoint written) once a step ends past this many seconds; ``None`` = no limit.
+    max_seconds: float | None = None
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +129,28 @@ def _checkpoint(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, sc
     tmp.replace(path)
 
 
+def _patch_batches(
+    prepared: Sequence[dict[str, Any]], rand: Any, config: TrainConfig
+) -> Callable[[np.random.Generator], Callable[[], tuple[torch.Tensor, ...]]]:
+    """``make_draw(rng)`` for :func:`inference.runtime.batch_stream`: ``batch_cases`` studies per step,
+    ``samples_per_case`` random patches each, as ``(image, label, oedema, oedema_valid)`` tensors."""
+
+    def make_draw(rng: np.random.Generator) -> Callable[[], tuple[torch.Tensor, ...]]:
+        def draw() -> tuple[torch.Tensor, ...]:
+            rand.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
+            picks = rng.choice(len(prepared), size=min(config.batch_cases, len(prepared)), replace=False)
+            samples: list[dict[str, Any]] = []
+            for p in picks:
+                out = rand(dict(prepared[int(p)]))
+                samples.extend(out if isinstance(out, list) else [out])
+            return tuple(torch.stack([torch.as_tensor(s[key]).float() for s in samples])
+                         for key in ("image", "label", "oedema", "oedema_valid"))
+
+        return draw
+
+    return make_draw
+
+
 def train_segmentation(
     cases: Sequence[dict[str, Any]],
     config: TrainConfig,
@@ -177,32 +206,43 @@ def train_segmentation(
         rng.bit_generator.state = state["rng"]
         sched.load_state_dict(state["sched"])
         logger.info("resumed from %s at step %d", checkpoint, start)
+    dev = select_device(config.device)
+    net = net.to(dev)
+    if start:  # optimiser state was loaded onto the CPU
+        for group in opt.state.values():
+            for k, v in group.items():
+                if isinstance(v, torch.Tensor):
+                    group[k] = v.to(dev)
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
+    stream = batch_stream(_patch_batches(prepared, rand, config), rng, workers=config.workers,
+                          seed=config.seed * 100_003 + start)
     net.train()
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="sij seg")
     t0 = time.monotonic()
     for step in bar:
-        rand.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
-        picks = rng.choice(len(prepared), size=min(config.batch_cases, len(prepared)), replace=False)
-        samples: list[dict[str, Any]] = []
-        for p in picks:
-            out = rand(dict(prepared[int(p)]))
-            samples.extend(out if isinstance(out, list) else [out])
-        image = torch.stack([torch.as_tensor(s["image"]).float() for s in samples])
-        label = torch.stack([torch.as_tensor(s["label"]).float() for s in samples])
-        oedema = torch.stack([torch.as_tensor(s["oedema"]).float() for s in samples])
-        valid = torch.stack([torch.as_tensor(s["oedema_valid"]).float() for s in samples])
+        image, label, oedema, valid = (t.to(dev, non_blocking=True) for t in next(stream))
         opt.zero_grad()
-        loss = segmentation_loss(net(image), label, oedema, valid, ce_weights=ce_weights)
-        loss.backward()
-        opt.step()
+        with torch.autocast(device_type=dev.type, enabled=dev.type == "cuda"):
+            logits = net(image)
+        loss = segmentation_loss(logits.float(), label, oedema, valid, ce_weights=ce_weights)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         history.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
         if on_step is not None:
             on_step(step, history[-1])
-        if checkpoint is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+        out_of_time = config.max_seconds is not None and time.monotonic() - t0 > config.max_seconds
+        if checkpoint is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
+                                       or out_of_time):
             _checkpoint(checkpoint, net, opt, sched, step + 1, rng, history)
-    logger.info("segmentation: %d steps in %.0f s", config.steps - start, time.monotonic() - t0)
+        if out_of_time and step + 1 < config.steps:
+            logger.warning("time limit: stopped after step %d of %d", step + 1, config.steps)
+            break
+    stream.close()  # stops the workers
+    net = net.cpu()
+    logger.info("segmentation: %d steps in %.0f s", len(history) - start, time.monotonic() - t0)
     net.eval()
     return net, history
 
@@ -228,7 +268,15 @@ def write_model(
 ) -> Path:
     """Write ``<path>`` (state dict) and its model card with everything :meth:`SijPipeline.from_weights` needs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    # DynUNet registers its blocks twice (``skip_layers``); keep them one tensor so a network on
+    # the GPU saves no bigger than one on the CPU
+    copies: dict[tuple[Any, ...], torch.Tensor] = {}
+    state = {}
+    for key, value in network.state_dict().items():
+        ident = (value.device, value.data_ptr(), tuple(value.shape), value.stride())
+        if ident not in copies:
+            copies[ident] = value.detach().cpu().contiguous()
+        state[key] = copies[ident]
     torch.save(state, path)
     card: dict[str, Any] = {
         "name": path.stem,

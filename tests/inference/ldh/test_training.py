@@ -144,3 +144,29 @@ def test_batch_dice_ignores_a_class_missing_from_one_patch() -> None:
     # pooled over the batch it is found (4 of 6 terms)
     assert per_patch == pytest.approx(9 / 12, abs=0.02)
     assert pooled == pytest.approx(4 / 6, abs=0.02)
+
+
+def test_workers_draw_different_augmented_batches_and_the_loss_falls(tmp_path: Path) -> None:
+    from inference.ldh.training import _batches
+    from inference.runtime import batch_stream
+
+    slices = toy_slices(12, 3)
+    cfg = tiny_config(augment=True, workers=2, epochs=2, steps_per_epoch=7)
+    stream = batch_stream(_batches(slices, cfg, seed_transforms=True), np.random.default_rng(0), workers=2, seed=5)
+    batches = [next(stream) for _ in range(4)]
+    stream.close()
+    # two workers, each seeded from (seed, worker): no two batches alike
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not torch.equal(batches[i][0], batches[j][0])
+    result = train(slices, cfg, progress=False)
+    assert np.mean(result.step_losses[-3:]) < 0.85 * np.mean(result.step_losses[:3])
+
+
+def test_time_limit_stops_after_an_epoch_and_resume_finishes(tmp_path: Path) -> None:
+    ck = tmp_path / "ck.pt"
+    slices = toy_slices(6, 4)
+    stopped = train(slices, tiny_config(epochs=3, steps_per_epoch=2, max_seconds=0.0), progress=False, checkpoint=ck)
+    assert stopped.stopped_after_epoch == 1 and len(stopped.step_losses) == 2
+    done = train(slices, tiny_config(epochs=3, steps_per_epoch=2), progress=False, checkpoint=ck, resume=True)
+    assert done.stopped_after_epoch is None and len(done.step_losses) == 6

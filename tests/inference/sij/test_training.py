@@ -67,3 +67,32 @@ def test_fm_weight_raises_the_loss_of_missed_fat_metaplasia() -> None:
     plain = segmentation_loss(logits, label, oedema, valid, ce_weights=(1, 1, 1, 1, 1))
     heavy = segmentation_loss(logits, label, oedema, valid, ce_weights=(1, 5, 1, 1, 1))
     assert float(heavy) > float(plain)
+
+
+def test_workers_train_as_well_as_in_process() -> None:
+    cases = [toy_case(s, shape=(6, 40, 48)).as_dict() for s in range(4)]
+    cfg = TrainConfig(**{**small_config(30).__dict__, "workers": 2})
+    net, history = train_segmentation(cases, cfg, progress=False)
+    assert len(history) == 30 and np.mean(history[-5:]) < 0.8 * np.mean(history[:5])
+    assert next(net.parameters()).device.type == "cpu"
+
+
+def test_time_limit_stops_early_with_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+    cases = [toy_case(s, shape=(6, 40, 48)).as_dict() for s in range(2)]
+    ckpt = tmp_path / "run.ckpt"
+    limited = TrainConfig(**{**small_config(50).__dict__, "max_seconds": 0.0})
+    _, history = train_segmentation(cases, limited, checkpoint=ckpt, progress=False)
+    assert len(history) == 1 and torch.load(ckpt, weights_only=False)["step"] == 1
+    _, rest = train_segmentation(cases, small_config(3), checkpoint=ckpt, resume=True, progress=False)
+    assert len(rest) == 3 and rest[0] == history[0]
+
+
+def test_weights_keep_shared_tensors_shared(tmp_path: Path) -> None:
+    """DynUNet registers each block twice; the file must not hold two copies (GPU networks did)."""
+    net, _ = train_segmentation([toy_case(0, shape=(6, 40, 48)).as_dict()], small_config(1), progress=False)
+    path = write_model(tmp_path / "w.pt", net, small_config(1), classifier=None, version="0", training_data="toy")
+    state = torch.load(path, weights_only=True)
+    shared = [k for k in state if k.startswith("skip_layers.")]
+    assert shared, "expected DynUNet's duplicate registrations"
+    ptrs = {v.untyped_storage().data_ptr() for v in state.values()}
+    assert len(ptrs) < len(state)
