@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python benchmarks/sij.py [--study DIR] [--seed 4242] [--threads 2] [--repeat 3] [--no-tta]
+    .venv/bin/python benchmarks/sij.py [--study DIR] [--seed 4242] [--threads 2] [--repeat 3] [--tta | --no-tta]
 
 Without ``--study`` a phantom study is written to a temporary folder first (not timed).
 Reported per device (CPU with ``--threads`` threads, and CUDA when present): the median
@@ -46,7 +46,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4242, help="phantom seed when no --study is given")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-tta", action="store_true")
+    tta = parser.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_const", const=True, default=None,
+                     help="flip test-time augmentation on (default: as the weights' card says)")
+    tta.add_argument("--no-tta", dest="tta", action="store_const", const=False)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +60,7 @@ def main() -> int:
             study = generate_sij_study(Path(tmp) / "study", seed=args.seed)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
-            pipeline = SijPipeline.from_weights(device=device, flip_tta=not args.no_tta)
+            pipeline = SijPipeline.from_weights(device=device, flip_tta=args.tta)
             print(f"{device} ({args.threads} threads)" if device == "cpu" else torch.cuda.get_device_name())
             _one(study, pipeline)  # warm-up (allocations, kernel selection)
             if device == "cuda":

@@ -101,7 +101,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``dicom-node evaluate sij``."""
     _add_data_arguments(parser)
     parser.add_argument("--weights", type=Path, default=None, help="weights with a card (default: bundled sij.pt)")
-    parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    tta = parser.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_const", const=True, default=None,
+                     help="flip test-time augmentation on (default: as the weights' card says)")
+    tta.add_argument("--no-tta", dest="tta", action="store_const", const=False, help="flip test-time augmentation off")
     parser.add_argument("--window", type=_patch, default=None,
                         help="sliding-window size SxRxC (default: the card's inference_patch_size)")
     parser.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the card's)")
@@ -266,7 +269,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     _maybe_generate(args)
     try:
-        pipeline = SijPipeline.from_weights(args.weights, device=args.device, flip_tta=not args.no_tta)
+        pipeline = SijPipeline.from_weights(args.weights, device=args.device, flip_tta=args.tta)
         if args.window is not None:
             pipeline.inferer.patch_size = args.window
         if args.overlap is not None:

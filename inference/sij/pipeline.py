@@ -313,8 +313,13 @@ class SijPipeline:
         self._preprocess = inference_transforms(self.spacing_mm)
 
     @classmethod
-    def from_weights(cls, weights: Path | None = None, *, device: str = "auto", flip_tta: bool = True) -> SijPipeline:
+    def from_weights(
+        cls, weights: Path | None = None, *, device: str = "auto", flip_tta: bool | None = None
+    ) -> SijPipeline:
         """Build the pipeline from weights and their card (default: the bundled demo weights).
+
+        ``flip_tta`` ``None`` takes the card's ``preprocessing.flip_tta`` (cards without it: on):
+        the weights say whether their classifier and thresholds were fitted with or without it.
 
         Raises
         ------
@@ -338,7 +343,8 @@ class SijPipeline:
         classifier = AxspaClassifier.from_dict(extra["classifier"]) if "classifier" in extra else None
         post = PostprocessConfig(**extra.get("postprocess", {}))
         patch = tuple(int(v) for v in pre.get("inference_patch_size", pre["patch_size"]))
-        inferer = SijInferer(patch_size=patch, overlap=float(pre.get("overlap", 0.5)), flip_tta=flip_tta)  # type: ignore[arg-type]
+        tta = bool(pre.get("flip_tta", True)) if flip_tta is None else flip_tta
+        inferer = SijInferer(patch_size=patch, overlap=float(pre.get("overlap", 0.5)), flip_tta=tta)  # type: ignore[arg-type]
         info = ModelInfo(card.name, card.version, card.sha256, card.notice, card.synthetic)
         return cls(
             network,

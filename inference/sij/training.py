@@ -289,6 +289,8 @@ def write_model(
             "patch_size": list(config.patch_size),
             "inference_patch_size": list(config.inference_patch_size),
             "overlap": 0.25,
+            # the FM scale, quadrant threshold and classifier are fitted on outputs without flip TTA
+            "flip_tta": False,
             "inputs": ["cor_t1", "cor_stir (zeros when absent)"],
             "normalisation": "z-score per channel over the volume",
             "resampling": "in-plane only (bilinear); slices kept as acquired",

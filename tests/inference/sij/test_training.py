@@ -96,3 +96,19 @@ def test_weights_keep_shared_tensors_shared(tmp_path: Path) -> None:
     assert shared, "expected DynUNet's duplicate registrations"
     ptrs = {v.untyped_storage().data_ptr() for v in state.values()}
     assert len(ptrs) < len(state)
+
+
+def test_flip_tta_follows_the_card_unless_overridden(tmp_path: Path) -> None:
+    import json
+
+    from inference.modelcard import card_path
+
+    net, _ = train_segmentation([toy_case(0, shape=(6, 40, 48)).as_dict()], small_config(1), progress=False)
+    path = write_model(tmp_path / "w.pt", net, small_config(1), classifier=None, version="0", training_data="toy")
+    # fitted on outputs without TTA, so the card says so and the pipeline follows it
+    assert SijPipeline.from_weights(path, device="cpu").inferer.flip_tta is False
+    assert SijPipeline.from_weights(path, device="cpu", flip_tta=True).inferer.flip_tta is True
+    card = json.loads(card_path(path).read_text())
+    del card["preprocessing"]["flip_tta"]  # cards written before the key: TTA on, as before
+    card_path(path).write_text(json.dumps(card))
+    assert SijPipeline.from_weights(path, device="cpu").inferer.flip_tta is True
