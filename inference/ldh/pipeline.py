@@ -233,6 +233,14 @@ class LdhPipeline:
         Works on any segmentation aligned with ``axial`` (the network's, or a
         reference labelling), so the grading can be checked on its own.
         """
+        if self.use_level_finder and sagittal is not None and self.levels_model is None:
+            # the bundled level network, loaded once per pipeline rather than once per study
+            try:
+                from inference.levels import load_levels_model
+            except ImportError:  # optional at run time: slice_levels falls back to the stack order
+                pass
+            else:
+                self.levels_model = load_levels_model(device=self.device)
         levels = slice_levels(axial, sagittal, model=self.levels_model, use_level_finder=self.use_level_finder)
         by_level: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
         for seg, stack_levels in zip(segs, levels):

@@ -98,3 +98,28 @@ def test_clean_labels_drops_specks_keeps_real_herniation() -> None:
     assert out[90, 90] == L.BACKGROUND and out[49, 31] == L.DISC and out[6, 6] == L.BACKGROUND
     assert out[86, 41] == L.BACKGROUND and out[82, 62] == L.HERNIATION
     assert (out == L.HERNIATION).sum() == 6 * 7 + 36
+
+
+
+def test_level_network_is_loaded_once_per_pipeline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """evaluate, benchmarks and infer run one pipeline over many studies: the level network loads once."""
+    lumbar = pytest.importorskip("inference.phantoms.lumbar")
+    import inference.levels as levels_pkg
+    from inference.ldh.data import load_study
+
+    loads: list[int] = []
+    real = levels_pkg.load_levels_model
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(levels_pkg, "load_levels_model", counting)
+    lumbar.generate_lumbar_study(tmp_path / "study", 10007)
+    study = load_study(tmp_path / "study")
+    pipe = LdhPipeline.from_weights(device="cpu")
+    first = pipe(study.axial, study.sagittal)
+    second = pipe(study.axial, study.sagittal)
+    assert len(loads) == 1 and pipe.levels_model is not None
+    assert [f.level for f in first.findings] == [f.level for f in second.findings]
+    assert all(f.level_method == "sagittal" for f in first.findings)
