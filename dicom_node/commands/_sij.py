@@ -35,6 +35,16 @@ def _ratios(text: str) -> tuple[float, ...]:
     return parts
 
 
+def _overlap(text: str) -> Any:
+    from inference.sij.pipeline import overlap_setting
+
+    try:
+        parts = [float(p) for p in text.split(",")]
+        return overlap_setting(parts if len(parts) > 1 else parts[0])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"overlap is a number or three (slice,row,col): {exc}") from exc
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True,
                         help="folder of labelled studies (phantom layout, any depth)")
@@ -107,7 +117,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     tta.add_argument("--no-tta", dest="tta", action="store_const", const=False, help="flip test-time augmentation off")
     parser.add_argument("--window", type=_patch, default=None,
                         help="sliding-window size SxRxC (default: the card's inference_patch_size)")
-    parser.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the card's)")
+    parser.add_argument("--overlap", type=_overlap, default=None, metavar="F or S,R,C",
+                        help="sliding-window overlap, one number or one per axis (default: the card's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
     parser.add_argument("--no-per-case", action="store_true", help="leave the per-case table out")
 

@@ -35,8 +35,8 @@ class SijInferer:
     patch_size:
         Sliding-window ROI (slices, rows, cols).
     overlap:
-        Window overlap (the source study used 0.5; 0.25 with large windows is enough and
-        keeps CPU inference within seconds).
+        Window overlap, one number or one per axis (slice, row, col) (the source study used 0.5;
+        0.25 keeps CPU inference within seconds; v0.4.0 uses none across slices, see docs/sij.md).
     flip_tta:
         Average with the mirrored (left-right, ilium channels swapped back) and the
         cranio-caudally flipped passes.
@@ -45,7 +45,7 @@ class SijInferer:
     """
 
     patch_size: tuple[int, int, int] = (16, 192, 192)
-    overlap: float = 0.25
+    overlap: float | tuple[float, float, float] = 0.25
     flip_tta: bool = True
     sw_batch_size: int = 4
 

@@ -52,6 +52,15 @@ class VolumeLike(Protocol):
     frame_of_reference_uid: str | None
 
 
+def overlap_setting(value: Any) -> float | tuple[float, float, float]:
+    """A card's (or option's) sliding-window overlap: one number, or one per axis (slice, row, col)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 3:
+            raise ValueError(f"overlap per axis needs 3 numbers (slice, row, col), got {value!r}")
+        return (float(value[0]), float(value[1]), float(value[2]))
+    return float(value)
+
+
 @dataclass(frozen=True)
 class PostprocessConfig:
     """Thresholds of post-processing.
@@ -344,7 +353,7 @@ class SijPipeline:
         post = PostprocessConfig(**extra.get("postprocess", {}))
         patch = tuple(int(v) for v in pre.get("inference_patch_size", pre["patch_size"]))
         tta = bool(pre.get("flip_tta", True)) if flip_tta is None else flip_tta
-        inferer = SijInferer(patch_size=patch, overlap=float(pre.get("overlap", 0.5)), flip_tta=tta)  # type: ignore[arg-type]
+        inferer = SijInferer(patch_size=patch, overlap=overlap_setting(pre.get("overlap", 0.5)), flip_tta=tta)  # type: ignore[arg-type]
         info = ModelInfo(card.name, card.version, card.sha256, card.notice, card.synthetic)
         return cls(
             network,

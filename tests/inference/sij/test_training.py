@@ -112,3 +112,26 @@ def test_flip_tta_follows_the_card_unless_overridden(tmp_path: Path) -> None:
     del card["preprocessing"]["flip_tta"]  # cards written before the key: TTA on, as before
     card_path(path).write_text(json.dumps(card))
     assert SijPipeline.from_weights(path, device="cpu").inferer.flip_tta is True
+
+
+def test_overlap_per_axis_from_the_card(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    from inference.modelcard import card_path
+    from inference.sij.pipeline import overlap_setting
+
+    assert overlap_setting(0.25) == 0.25 and overlap_setting([0, 0.25, 0.25]) == (0.0, 0.25, 0.25)
+    with pytest.raises(ValueError):
+        overlap_setting([0.1, 0.2])
+    net, _ = train_segmentation([toy_case(0, shape=(6, 40, 48)).as_dict()], small_config(1), progress=False)
+    path = write_model(tmp_path / "w.pt", net, small_config(1), classifier=None, version="0", training_data="toy")
+    card = json.loads(card_path(path).read_text())
+    card["preprocessing"]["overlap"] = [0.0, 0.25, 0.25]
+    card_path(path).write_text(json.dumps(card))
+    pipe = SijPipeline.from_weights(path, device="cpu")
+    assert pipe.inferer.overlap == (0.0, 0.25, 0.25)
+    case = toy_case(1, shape=(6, 40, 48))
+    probs = pipe.probabilities(case.t1.astype(np.float32), None, case.spacing)
+    assert probs.shape[-3] == 6 and bool(torch.isfinite(probs).all())
