@@ -152,6 +152,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-level-finder", action="store_true", help="levels from the stack order only")
+    parser.add_argument("--herniation-threshold", type=float, default=None, metavar="P",
+                        help="herniation wherever its probability reaches P (default: the card's, else argmax)")
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="IoU a detected herniation must reach")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--predictions", type=Path, default=None, help="write the model's label files here")
@@ -196,6 +198,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             return 0
         torch.set_num_threads(max(1, args.threads))
         pipeline = LdhPipeline.from_weights(args.weights, device=args.device, use_level_finder=not args.no_level_finder)
+        if args.herniation_threshold is not None:
+            pipeline.herniation_threshold = args.herniation_threshold
         with tempfile.TemporaryDirectory(prefix="ldh-eval-") as tmp:
             folders = find_studies(args.data)
             seeds = args.synth_seeds if args.synth_seeds is not None else (None if args.data else _seed_range(DEFAULT_EVAL_SEEDS))

@@ -104,6 +104,10 @@ class LdhPipeline:
         ``False`` always takes levels from the stack order.
     min_herniation_mm2
         Herniated material smaller than this on a slice is ignored.
+    herniation_threshold
+        Pixels whose herniation probability reaches this are herniation whatever the argmax
+        says (the faint tip of a herniation often loses the argmax to the disc or the sac);
+        ``None``: the argmax alone. From the card's ``postprocess`` with :meth:`from_weights`.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class LdhPipeline:
         levels_model: torch.nn.Module | None = None,
         use_level_finder: bool = True,
         min_herniation_mm2: float = 2.0,
+        herniation_threshold: float | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device)
@@ -124,6 +129,7 @@ class LdhPipeline:
         self.levels_model = levels_model
         self.use_level_finder = use_level_finder
         self.min_herniation_mm2 = min_herniation_mm2
+        self.herniation_threshold = herniation_threshold
         self._transforms = inference_transforms()
 
     @classmethod
@@ -131,6 +137,9 @@ class LdhPipeline:
         """A pipeline on verified weights (bundled demo weights by default) and the configured device."""
         dev = select_device(device)
         network, card = load_network(weights, dev)
+        threshold = card.extra.get("postprocess", {}).get("herniation_threshold")
+        if threshold is not None:
+            kwargs.setdefault("herniation_threshold", float(threshold))
         return cls(network, card=card, device=dev, **kwargs)
 
     @classmethod
@@ -172,11 +181,17 @@ class LdhPipeline:
         left = tuple(left_direction_in_slice(volume.row_direction, volume.column_direction))
         labels = np.stack(
             [
-                clean_labels(p.argmax(axis=0), spacing_native, left, min_herniation_mm2=self.min_herniation_mm2)
+                clean_labels(self._argmax(p), spacing_native, left, min_herniation_mm2=self.min_herniation_mm2)
                 for p in probs
             ]
         )
         return labels, probs[:, AxialLabel.HERNIATION].astype(np.float32)
+
+    def _argmax(self, probs: np.ndarray) -> np.ndarray:
+        labels = probs.argmax(axis=0)
+        if self.herniation_threshold is not None:
+            labels[probs[AxialLabel.HERNIATION] >= self.herniation_threshold] = AxialLabel.HERNIATION
+        return labels
 
     # -- the whole study ------------------------------------------------------------------
 

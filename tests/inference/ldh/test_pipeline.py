@@ -123,3 +123,15 @@ def test_level_network_is_loaded_once_per_pipeline(tmp_path, monkeypatch: pytest
     assert len(loads) == 1 and pipe.levels_model is not None
     assert [f.level for f in first.findings] == [f.level for f in second.findings]
     assert all(f.level_method == "sagittal" for f in first.findings)
+
+
+def test_herniation_threshold_claims_faint_tips_from_the_argmax(stub: IntensityStub) -> None:
+    probs = np.zeros((len(L), 4, 4), np.float32)
+    probs[L.DISC] = 0.6
+    probs[L.HERNIATION, :, 2:] = 0.35  # a faint tip: the disc wins the argmax
+    probs[L.BACKGROUND] = 1 - probs[L.DISC] - probs[L.HERNIATION]
+    plain = LdhPipeline(stub)
+    assert not (plain._argmax(probs) == L.HERNIATION).any()
+    lowered = LdhPipeline(stub, herniation_threshold=0.3)
+    got = lowered._argmax(probs)
+    assert (got[:, 2:] == L.HERNIATION).all() and (got[:, :2] == L.DISC).all()
