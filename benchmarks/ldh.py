@@ -65,7 +65,9 @@ def device_is_cuda(pipeline: LdhPipeline) -> bool:
 def bench(device: str, study: Path, runs: int, weights: Path | None) -> dict[str, object]:
     pipeline = LdhPipeline.from_weights(weights, device=device)
     run_once(pipeline, study)  # warm-up: imports, allocator, cuDNN autotune
-    times, slices, last = [], 0, {}
+    times: list[float] = []
+    slices = 0
+    last: dict[str, float] = {}
     for _ in range(runs):
         seconds, slices, last = run_once(pipeline, study)
         times.append(seconds)

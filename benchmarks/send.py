@@ -95,7 +95,10 @@ def _pynetdicom(paths: list[Path], port: int, *, nodelay: bool) -> None:
     if not assoc.is_established:
         raise RuntimeError("no association")
     if nodelay:
-        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = assoc.dul.socket.socket if assoc.dul.socket is not None else None
+        if sock is None:
+            raise RuntimeError("the association has no socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # without it pynetdicom's reactor loses some responses (see docs/delivery.md)
         _keep_responses(assoc)
     try:
