@@ -192,6 +192,8 @@ def train_segmentation(
         except (WeightsError, RuntimeError) as exc:
             raise SijModelError(f"cannot start from {config.init}: {exc}") from exc
         logger.info("network initialised from %s", config.init)
+    dev = select_device(config.device)
+    net = net.to(dev)  # before the optimiser: its load_state_dict puts a resumed state on the parameters' device
     ce_weights = (1.0, float(config.fm_weight), 1.0, 1.0, 1.0)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - 0.9 * min(s, config.steps) / config.steps)
@@ -206,13 +208,6 @@ def train_segmentation(
         rng.bit_generator.state = state["rng"]
         sched.load_state_dict(state["sched"])
         logger.info("resumed from %s at step %d", checkpoint, start)
-    dev = select_device(config.device)
-    net = net.to(dev)
-    if start:  # optimiser state was loaded onto the CPU
-        for group in opt.state.values():
-            for k, v in group.items():
-                if isinstance(v, torch.Tensor):
-                    group[k] = v.to(dev)
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
     stream = batch_stream(_patch_batches(prepared, rand, config), rng, workers=config.workers,
                           seed=config.seed * 100_003 + start)
@@ -275,7 +270,7 @@ def write_model(
     for key, value in network.state_dict().items():
         ident = (value.device, value.data_ptr(), tuple(value.shape), value.stride())
         if ident not in copies:
-            copies[ident] = value.detach().cpu().contiguous()
+            copies[ident] = value.detach().to("cpu", copy=True).contiguous()  # a copy, as from a GPU
         state[key] = copies[ident]
     torch.save(state, path)
     card: dict[str, Any] = {

@@ -69,7 +69,7 @@ def test_fm_weight_raises_the_loss_of_missed_fat_metaplasia() -> None:
     assert float(heavy) > float(plain)
 
 
-def test_workers_train_as_well_as_in_process() -> None:
+def test_workers_train_and_give_back_a_cpu_network() -> None:
     cases = [toy_case(s, shape=(6, 40, 48)).as_dict() for s in range(4)]
     cfg = TrainConfig(**{**small_config(30).__dict__, "workers": 2})
     net, history = train_segmentation(cases, cfg, progress=False)
@@ -88,7 +88,8 @@ def test_time_limit_stops_early_with_a_checkpoint_that_resumes(tmp_path: Path) -
 
 
 def test_weights_keep_shared_tensors_shared(tmp_path: Path) -> None:
-    """DynUNet registers each block twice; the file must not hold two copies (GPU networks did)."""
+    """DynUNet registers each block twice; the file must not hold two copies (GPU networks did: every
+    tensor is copied to the CPU, as write_model now does on any device)."""
     net, _ = train_segmentation([toy_case(0, shape=(6, 40, 48)).as_dict()], small_config(1), progress=False)
     path = write_model(tmp_path / "w.pt", net, small_config(1), classifier=None, version="0", training_data="toy")
     state = torch.load(path, weights_only=True)
