@@ -200,7 +200,14 @@ def run_train(args: argparse.Namespace) -> int:
     from inference.sij.inferer import SijInferer
     from inference.sij.pipeline import PostprocessConfig, SijPipeline
     from inference.sij.stats import delong_auc
-    from inference.sij.training import TrainConfig, train_classifier, train_segmentation, tune_and_predict, write_model
+    from inference.sij.training import (
+        TrainConfig,
+        round_to_stored,
+        train_classifier,
+        train_segmentation,
+        tune_and_predict,
+        write_model,
+    )
 
     torch.set_num_threads(max(1, args.threads))
     seed_everything(args.seed)
@@ -226,6 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
                                               checkpoint=args.out.with_suffix(".ckpt"), resume=args.resume,
                                               progress=not args.no_progress)
         seg_s = time.monotonic() - t0
+        round_to_stored(net)  # the classifier below is fitted on the float16 weights that are shipped
         if args.segmentation_only:
             write_model(args.out, net, config, classifier=None, version=args.version,
                         training_data=f"{len(seg_cases)} studies from {args.data}",

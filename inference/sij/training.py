@@ -32,7 +32,7 @@ from inference.sij.pipeline import SijPipeline
 from inference.sij.result import SijResult
 from inference.sij.transforms import DEFAULT_SPACING_MM, training_transforms
 
-__all__ = ["TrainConfig", "segmentation_loss", "train_classifier", "train_segmentation", "write_model"]
+__all__ = ["TrainConfig", "round_to_stored", "segmentation_loss", "train_classifier", "train_segmentation", "write_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,19 @@ def train_classifier(
     return fit_classifier(x, np.asarray(labels), seed=seed, l2=l2)
 
 
+def round_to_stored(network: torch.nn.Module) -> torch.nn.Module:
+    """Round the network's floating parameters and buffers to float16 precision, in place.
+
+    :func:`write_model` stores float16; a network rounded first gives the same outputs as the
+    file it is written to, so the classifier and thresholds fitted on it fit the shipped weights.
+    """
+    with torch.no_grad():
+        for tensor in (*network.parameters(), *network.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half())
+    return network
+
+
 def write_model(
     path: Path,
     network: torch.nn.Module,
@@ -264,13 +277,16 @@ def write_model(
     """Write ``<path>`` (state dict) and its model card with everything :meth:`SijPipeline.from_weights` needs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # DynUNet registers its blocks twice (``skip_layers``); keep them one tensor so a network on
-    # the GPU saves no bigger than one on the CPU
+    # the GPU saves no bigger than one on the CPU. Floating tensors are stored as float16 (half the
+    # file; loading casts them back to float32): round the network first (round_to_stored) so that
+    # what is fitted on it afterwards sees the shipped weights.
     copies: dict[tuple[Any, ...], torch.Tensor] = {}
     state = {}
     for key, value in network.state_dict().items():
         ident = (value.device, value.data_ptr(), tuple(value.shape), value.stride())
         if ident not in copies:
-            copies[ident] = value.detach().to("cpu", copy=True).contiguous()  # a copy, as from a GPU
+            dtype = torch.float16 if value.is_floating_point() else value.dtype
+            copies[ident] = value.detach().to("cpu", dtype=dtype, copy=True).contiguous()  # a copy, as from a GPU
         state[key] = copies[ident]
     torch.save(state, path)
     card: dict[str, Any] = {
@@ -295,6 +311,7 @@ def write_model(
         "metrics": metrics or {},
         "postprocess": postprocess or {},
         "synthetic_training_data": True,
+        "weights_dtype": "float16",
     }
     if classifier is not None:
         card["classifier"] = classifier.to_dict()

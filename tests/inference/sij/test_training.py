@@ -10,7 +10,7 @@ import torch
 from inference.sij.network import NetworkConfig
 from inference.sij.pipeline import SijPipeline
 from inference.sij.toy import toy_case
-from inference.sij.training import TrainConfig, segmentation_loss, train_segmentation, write_model
+from inference.sij.training import TrainConfig, round_to_stored, segmentation_loss, train_segmentation, write_model
 
 SMALL = NetworkConfig(
     filters=(4, 8, 16),
@@ -44,6 +44,7 @@ def test_written_weights_load_into_the_pipeline(tmp_path: Path) -> None:
     path = write_model(tmp_path / "sij_test.pt", net, cfg, classifier=None, version="0.0-test", training_data="toy")
     pipe = SijPipeline.from_weights(path, device="cpu", flip_tta=False)
     assert pipe.model is not None and pipe.model.version == "0.0-test" and pipe.model.synthetic
+    round_to_stored(net)  # the file holds float16
     for key, value in net.state_dict().items():
         assert torch.equal(pipe.network.state_dict()[key], value)  # type: ignore[attr-defined]
 
@@ -54,6 +55,7 @@ def test_init_starts_from_existing_weights(tmp_path: Path) -> None:
     path = write_model(tmp_path / "start.pt", net, cfg, classifier=None, version="0.0-test", training_data="toy")
     zero_lr = TrainConfig(**{**small_config(1).__dict__, "lr": 0.0, "init": str(path)})
     again, _ = train_segmentation([toy_case(1, shape=(6, 40, 48)).as_dict()], zero_lr, progress=False)
+    round_to_stored(net)  # the file holds float16
     for key, value in net.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
 
@@ -97,6 +99,29 @@ def test_weights_keep_shared_tensors_shared(tmp_path: Path) -> None:
     assert shared, "expected DynUNet's duplicate registrations"
     ptrs = {v.untyped_storage().data_ptr() for v in state.values()}
     assert len(ptrs) < len(state)
+
+
+def test_weights_are_stored_half_and_load_as_the_rounded_network(tmp_path: Path) -> None:
+    """float16 on disk (the bundled file stays small); the pipeline gets float32 parameters equal
+    to the network rounded by round_to_stored, on which the classifier is fitted."""
+    case = toy_case(0, shape=(6, 40, 48))
+    net, _ = train_segmentation([case.as_dict()], small_config(3), progress=False)
+    before = [p.detach().clone() for p in net.parameters()]
+    path = write_model(tmp_path / "w.pt", net, small_config(3), classifier=None, version="0", training_data="toy")
+    state = torch.load(path, weights_only=True)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    round_to_stored(net)
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert changed > 0, "rounding to float16 should change some float32 parameters"
+    for a, b in zip(before, net.parameters()):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+    loaded = SijPipeline.from_weights(path, device="cpu")
+    assert next(loaded.network.parameters()).dtype == torch.float32
+    for (name, a), b in zip(net.state_dict().items(), loaded.network.state_dict().values()):
+        assert torch.equal(a, b), name
+    t1 = case.t1.astype(np.float32)
+    direct = SijPipeline(net, inferer=loaded.inferer, device="cpu", spacing_mm=loaded.spacing_mm)
+    assert torch.equal(direct.probabilities(t1, None, case.spacing), loaded.probabilities(t1, None, case.spacing))
 
 
 def test_flip_tta_follows_the_card_unless_overridden(tmp_path: Path) -> None:
