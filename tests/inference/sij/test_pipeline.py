@@ -150,3 +150,12 @@ def test_fm_far_from_the_joint_takes_its_next_class() -> None:
     assert not (out[1] == SijLabel.FAT_METAPLASIA).any()
     with_far = restrict_fm_to_joint(labels, fallback, (1.0, 1.0), max_mm=20.0)
     assert (with_far[0, 20:22, 27:29] == SijLabel.FAT_METAPLASIA).all()
+
+
+def test_labels_take_the_first_of_tied_classes_as_torch_argmax_does() -> None:
+    """The fast channel argmax gives torch's indices, ties to the first class included."""
+    from inference.sij.pipeline import _argmax_channels
+
+    rng = np.random.default_rng(0)
+    probs = torch.as_tensor(rng.integers(0, 4, size=(5, 3, 7, 9)).astype(np.float32))  # many ties
+    assert np.array_equal(_argmax_channels(probs), torch.argmax(probs, dim=0).numpy())
