@@ -34,3 +34,17 @@ def test_device_selection() -> None:
         assert select_device("auto").type == "cpu"
         with pytest.raises(RuntimeError):
             select_device("cuda:0")
+
+
+def test_every_bundled_model_is_small_and_matches_its_card() -> None:
+    """The repository ships demo weights only: each under 5 MiB, each verified by its card's sha256,
+    each notice saying research use (levels: public SPIDER slices and phantoms, so not "synthetic")."""
+    from inference.modelcard import BUNDLED_DIR, read_card
+
+    files = sorted(BUNDLED_DIR.glob("*.pt"))
+    assert {p.stem for p in files} >= {"ldh", "levels", "sij"}
+    for path in files:
+        assert path.stat().st_size < 5 * 1024 * 1024, f"{path.name} is {path.stat().st_size} bytes"
+        card = read_card(path)  # raises on a checksum mismatch
+        assert card.notice.startswith("research use only; trained on ")
+        assert card.synthetic or "not a medical device" in card.notice
