@@ -130,6 +130,7 @@ class LdhPipeline:
         self.use_level_finder = use_level_finder
         self.min_herniation_mm2 = min_herniation_mm2
         self.herniation_threshold = herniation_threshold
+        self._levels_failed = False
         self._transforms = inference_transforms()
 
     @classmethod
@@ -193,6 +194,24 @@ class LdhPipeline:
             labels[probs[AxialLabel.HERNIATION] >= self.herniation_threshold] = AxialLabel.HERNIATION
         return labels
 
+    def _load_levels_model(self) -> torch.nn.Module | None:
+        """The bundled level network, loaded once per pipeline rather than once per study.
+
+        ``None`` (and no second try) when it cannot be loaded: :func:`slice_levels` then loads
+        it per study itself and falls back to the stack order with the reason, as without this.
+        """
+        try:
+            from inference.levels import LevelsError, load_levels_model
+        except ImportError:  # optional at run time: slice_levels falls back to the stack order
+            self._levels_failed = True
+            return None
+        try:
+            return load_levels_model(device=self.device)
+        except LevelsError as exc:
+            logger.warning("disc-level model not loaded (%s); levels per study or from the stack order", exc)
+            self._levels_failed = True
+            return None
+
     # -- the whole study ------------------------------------------------------------------
 
     def __call__(self, axial: Sequence[Any], sagittal: Any | None = None) -> LdhResult:
@@ -248,14 +267,8 @@ class LdhPipeline:
         Works on any segmentation aligned with ``axial`` (the network's, or a
         reference labelling), so the grading can be checked on its own.
         """
-        if self.use_level_finder and sagittal is not None and self.levels_model is None:
-            # the bundled level network, loaded once per pipeline rather than once per study
-            try:
-                from inference.levels import load_levels_model
-            except ImportError:  # optional at run time: slice_levels falls back to the stack order
-                pass
-            else:
-                self.levels_model = load_levels_model(device=self.device)
+        if self.use_level_finder and sagittal is not None and self.levels_model is None and not self._levels_failed:
+            self.levels_model = self._load_levels_model()
         levels = slice_levels(axial, sagittal, model=self.levels_model, use_level_finder=self.use_level_finder)
         by_level: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
         for seg, stack_levels in zip(segs, levels):

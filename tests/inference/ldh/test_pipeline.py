@@ -100,7 +100,6 @@ def test_clean_labels_drops_specks_keeps_real_herniation() -> None:
     assert (out == L.HERNIATION).sum() == 6 * 7 + 36
 
 
-
 def test_level_network_is_loaded_once_per_pipeline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """evaluate, benchmarks and infer run one pipeline over many studies: the level network loads once."""
     lumbar = pytest.importorskip("inference.phantoms.lumbar")
@@ -124,6 +123,29 @@ def test_level_network_is_loaded_once_per_pipeline(tmp_path, monkeypatch: pytest
     assert [f.level for f in first.findings] == [f.level for f in second.findings]
     assert all(f.level_method == "sagittal" for f in first.findings)
 
+
+
+def test_a_level_network_that_cannot_load_falls_back_to_the_stack_order(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Loading the level network once per pipeline must keep the fallback of a broken weights file."""
+    lumbar = pytest.importorskip("inference.phantoms.lumbar")
+    import inference.levels as levels_pkg
+    from inference.ldh.data import load_study
+
+    tries: list[int] = []
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        tries.append(1)
+        raise levels_pkg.LevelsModelError("cannot load the disc-level weights: checksum")
+
+    monkeypatch.setattr(levels_pkg, "load_levels_model", broken)
+    lumbar.generate_lumbar_study(tmp_path / "study", 10007)
+    study = load_study(tmp_path / "study")
+    pipe = LdhPipeline.from_weights(device="cpu")
+    first = pipe(study.axial, study.sagittal)
+    pipe(study.axial, study.sagittal)
+    assert pipe.levels_model is None and first.findings
+    assert all(f.level_method == "stack_order" for f in first.findings)
+    assert len(tries) == 3  # the pipeline once, then slice_levels once per study (it says why it fell back)
 
 def test_herniation_threshold_claims_faint_tips_from_the_argmax(stub: IntensityStub) -> None:
     probs = np.zeros((len(L), 4, 4), np.float32)
