@@ -21,6 +21,7 @@ __all__ = [
     "ModelCard",
     "WeightsError",
     "bundled_weights",
+    "half_state_dict",
     "load_weights",
     "sha256_file",
     "write_card",
@@ -122,6 +123,24 @@ def load_weights(weights: Path, map_location: str | torch.device = "cpu") -> tup
         raise WeightsError(f"weights {weights} cannot be loaded: {exc}") from exc
     logger.info("loaded %s %s (sha256 %s...)", card.name, card.version, card.sha256[:12])
     return state, card
+
+
+def half_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict for shipping: floating tensors as float16 on the CPU (half the file; loading
+    into a float32 network casts them back), other tensors copied as they are.
+
+    Tensors registered under several names (MONAI's DynUNet keeps its blocks twice) stay one
+    tensor, so the file holds them once whatever device the network was on.
+    """
+    copies: dict[tuple[Any, ...], torch.Tensor] = {}
+    out = {}
+    for key, value in state.items():
+        ident = (value.device, value.data_ptr(), tuple(value.shape), value.stride())
+        if ident not in copies:
+            dtype = torch.float16 if value.is_floating_point() else value.dtype
+            copies[ident] = value.detach().to("cpu", dtype=dtype, copy=True).contiguous()
+        out[key] = copies[ident]
+    return out
 
 
 def write_card(weights: Path, card: dict[str, Any]) -> Path:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from inference.levels.errors import LevelsDataError
 from inference.levels.model import CANVAS, build_network, fit_to_canvas, normalise_intensity, plan_fit
+from inference.modelcard import half_state_dict
 from inference.runtime import seed_everything
 
 __all__ = ["TrainConfig", "TrainResult", "export_weights", "prepare_sample", "train_levels", "train_transforms"]
@@ -53,7 +54,7 @@ def prepare_sample(
 
 def export_weights(state: dict[str, torch.Tensor], path: Path) -> Path:
     """Save a state dict for shipping: floating tensors as float16 (half the size; loading casts back)."""
-    torch.save({k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in state.items()}, path)
+    torch.save(half_state_dict(state), path)
     return path
 
 

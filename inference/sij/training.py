@@ -23,7 +23,7 @@ from monai.losses import DiceLoss
 from tqdm import tqdm
 
 from inference.labels import SijLabel
-from inference.modelcard import WeightsError, load_weights, write_card
+from inference.modelcard import WeightsError, half_state_dict, load_weights, write_card
 from inference.runtime import batch_stream, select_device
 from inference.sij.classifier import FEATURE_NAMES, AxspaClassifier, fit_classifier
 from inference.sij.errors import SijDataError, SijModelError
@@ -276,19 +276,9 @@ def write_model(
 ) -> Path:
     """Write ``<path>`` (state dict) and its model card with everything :meth:`SijPipeline.from_weights` needs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # DynUNet registers its blocks twice (``skip_layers``); keep them one tensor so a network on
-    # the GPU saves no bigger than one on the CPU. Floating tensors are stored as float16 (half the
-    # file; loading casts them back to float32): round the network first (round_to_stored) so that
-    # what is fitted on it afterwards sees the shipped weights.
-    copies: dict[tuple[Any, ...], torch.Tensor] = {}
-    state = {}
-    for key, value in network.state_dict().items():
-        ident = (value.device, value.data_ptr(), tuple(value.shape), value.stride())
-        if ident not in copies:
-            dtype = torch.float16 if value.is_floating_point() else value.dtype
-            copies[ident] = value.detach().to("cpu", dtype=dtype, copy=True).contiguous()  # a copy, as from a GPU
-        state[key] = copies[ident]
-    torch.save(state, path)
+    # float16, DynUNet's doubly registered blocks once: round the network first (round_to_stored)
+    # so that what is fitted on it afterwards sees the shipped weights
+    torch.save(half_state_dict(network.state_dict()), path)
     card: dict[str, Any] = {
         "name": path.stem,
         "version": version,
