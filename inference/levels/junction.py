@@ -28,6 +28,7 @@ The rule (the same for ground-truth and predicted masks):
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,13 +39,13 @@ from inference.labels import SagittalLabel
 __all__ = [
     "Disc2D",
     "LevelCount",
+    "body_between",
     "count_levels",
     "cranial_partial",
     "describe_disc",
     "find_discs",
     "level_name",
     "merge_split_discs",
-    "body_between",
     "sacral_band",
     "sacral_bone",
 ]
@@ -57,6 +58,16 @@ CRANIAL_FRACTION = 0.5
 SACRAL_MAX_SHARE = 0.3
 
 _LUMBAR_FROM_BOTTOM = ("L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2", "T12/L1")
+
+
+def _centres_mm(discs: Sequence[Disc2D], spacing: tuple[float, float]) -> np.ndarray:
+    """(n, 2) disc centroids (row, col) in mm."""
+    return np.array([d.centroid for d in discs], dtype=float).reshape(-1, 2) * np.array([float(spacing[0]), float(spacing[1])])
+
+
+def _gaps_mm(discs: Sequence[Disc2D], spacing: tuple[float, float]) -> np.ndarray:
+    """Distances (mm) between the centres of neighbouring discs, cranial to caudal."""
+    return np.linalg.norm(np.diff(_centres_mm(discs, spacing), axis=0), axis=1)
 
 
 def level_name(index_from_bottom: int) -> str:
@@ -181,7 +192,7 @@ def find_discs(
     found.sort(key=lambda item: item[0].centroid[0])
     found = merge_split_discs(found, (sr, sc), probability)
     if len(found) >= 4:
-        centroids = np.array([[d.centroid[0] * sr, d.centroid[1] * sc] for d, _ in found])
+        centroids = _centres_mm([d for d, _ in found], spacing)
         outliers = off_column(centroids, np.array([d.length_mm for d, _ in found]))
         found = [item for item, out in zip(found, outliers) if not out]
     if cranial_partial([d for d, _ in found], (sr, sc), max_fraction=cranial_fraction):
@@ -208,10 +219,8 @@ def cranial_partial(discs: list[Disc2D], spacing: tuple[float, float], *, max_fr
     """
     if len(discs) < 3 or max_fraction <= 0:
         return False
-    sr, sc = float(spacing[0]), float(spacing[1])
-    centres = np.array([d.centroid for d in discs]) * np.array([sr, sc])
-    median_gap = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
-    return bool(centres[0, 0] < max_fraction * median_gap)
+    median_gap = float(np.median(_gaps_mm(discs, spacing)))
+    return bool(_centres_mm(discs[:1], spacing)[0, 0] < max_fraction * median_gap)
 
 
 def describe_disc(
@@ -263,12 +272,11 @@ def merge_split_discs(
     """
     if len(found) < 3:
         return found
-    sr, sc = float(spacing[0]), float(spacing[1])
     items = list(found)
     merged = True
     while merged and len(items) >= 3:
         merged = False
-        centres = np.array([[d.centroid[0] * sr, d.centroid[1] * sc] for d, _ in items])
+        centres = _centres_mm([d for d, _ in items], spacing)
         segment = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
         best: tuple[float, int] | None = None
         for i in range(len(items) - 1):
@@ -352,9 +360,7 @@ def sacral_band(
     """
     if len(discs) < 4:
         return False
-    sr, sc = float(spacing[0]), float(spacing[1])
-    centres = np.array([d.centroid for d in discs]) * np.array([sr, sc])
-    gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    gaps = _gaps_mm(discs, spacing)
     low, above = discs[-1], discs[-2]
     median_gap = float(np.median(gaps[:-1]))
     median_len = float(np.median([d.length_mm for d in discs[:-1]]))
@@ -413,16 +419,15 @@ def sacral_bone(
     if len(discs) < 4:
         return False
     lab = np.asarray(labels)
-    sr, sc = float(spacing[0]), float(spacing[1])
     shares = [body_between(lab, discs[i], discs[i + 1], spacing) for i in range(len(discs) - 1)]
     if shares[-1] >= max_share or float(np.median(shares[:-1])) < min_share:
         return False
-    centres = np.array([d.centroid for d in discs]) * np.array([sr, sc])
-    segment = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
+    segment = float(np.median(_gaps_mm(discs, spacing)))
+    lowest_row_mm = float(_centres_mm(discs[-1:], spacing)[0, 0])
     canal_rows = np.flatnonzero((lab == SagittalLabel.CANAL).any(axis=1))
     if canal_rows.size == 0:
         return False
-    return bool(canal_rows.max() * sr >= centres[-1, 0] - canal_reach * segment)
+    return bool(canal_rows.max() * float(spacing[0]) >= lowest_row_mm - canal_reach * segment)
 
 
 def count_levels(
@@ -452,8 +457,7 @@ def count_levels(
         )
     names = [level_name(len(discs) - 1 - i) for i in range(len(discs))]
     lowest = discs[-1]
-    centres = np.array([d.centroid for d in discs]) * np.array([float(spacing[0]), float(spacing[1])])
-    gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    gaps = _gaps_mm(discs, spacing)
     segment_mm = float(np.median(gaps)) if gaps.size else 3.5 * lowest.thickness_mm
     height, extent = body_below(lab, lowest, spacing)
     # The sacrum below L5/S1 is either unlabelled (SPIDER's masks) or one block taller than a
