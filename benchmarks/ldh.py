@@ -16,6 +16,7 @@ Usage::
 
     nice -n 10 .venv/bin/python benchmarks/ldh.py --runs 3
     nice -n 10 .venv/bin/python benchmarks/ldh.py --study /path/to/study --runs 5
+    .venv/bin/python benchmarks/ldh.py --runs 3 --no-tta     # without the card's flip TTA
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def device_is_cuda(pipeline: LdhPipeline) -> bool:
     return pipeline.device.type == "cuda"
 
 
-def bench(device: str, study: Path, runs: int, weights: Path | None) -> dict[str, object]:
-    pipeline = LdhPipeline.from_weights(weights, device=device)
+def bench(device: str, study: Path, runs: int, weights: Path | None, tta: bool | None = None) -> dict[str, object]:
+    pipeline = LdhPipeline.from_weights(weights, device=device, flip_tta=tta)
     run_once(pipeline, study)  # warm-up: imports, allocator, cuDNN autotune
     times: list[float] = []
     slices = 0
@@ -75,6 +76,7 @@ def bench(device: str, study: Path, runs: int, weights: Path | None) -> dict[str
     out: dict[str, object] = {
         "device": str(pipeline.device),
         "threads": torch.get_num_threads(),
+        "flip_tta": pipeline.inferer.flip_tta,
         "runs": runs,
         "seconds_per_study_median": round(median, 3),
         "seconds_per_study_all": [round(t, 3) for t in times],
@@ -95,6 +97,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="left-right flip TTA (default: the weights card's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="ldh-bench-") as tmp:
@@ -104,9 +108,9 @@ def main() -> int:
 
             study = Path(tmp) / "study"
             generate_lumbar_study(study, 10000)
-        results = [bench("cpu", study, args.runs, args.weights)]
+        results = [bench("cpu", study, args.runs, args.weights, args.tta)]
         if torch.cuda.is_available():
-            results.append(bench("cuda", study, args.runs, args.weights))
+            results.append(bench("cuda", study, args.runs, args.weights, args.tta))
     for r in results:
         print(json.dumps(r, indent=2))
     if args.json:

@@ -154,6 +154,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-level-finder", action="store_true", help="levels from the stack order only")
     parser.add_argument("--herniation-threshold", type=float, default=None, metavar="P",
                         help="herniation wherever its probability reaches P (default: the card's, else argmax)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="left-right flip test-time augmentation (default: the card's preprocessing.flip_tta)")
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="IoU a detected herniation must reach")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--predictions", type=Path, default=None, help="write the model's label files here")
@@ -197,7 +199,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             _print_report(report, f"LDH agreement: {args.rater_b} against {args.rater_a}", args)
             return 0
         torch.set_num_threads(max(1, args.threads))
-        pipeline = LdhPipeline.from_weights(args.weights, device=args.device, use_level_finder=not args.no_level_finder)
+        pipeline = LdhPipeline.from_weights(
+            args.weights, device=args.device, flip_tta=args.tta, use_level_finder=not args.no_level_finder
+        )
         if args.herniation_threshold is not None:
             pipeline.herniation_threshold = args.herniation_threshold
         with tempfile.TemporaryDirectory(prefix="ldh-eval-") as tmp:

@@ -12,9 +12,16 @@ from collections.abc import Sequence
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from inference.labels import AxialLabel
+
 __all__ = ["LdhInferer"]
 
 logger = logging.getLogger(__name__)
+
+#: Channel order of a mirrored prediction put back: the facet on the mirrored image's
+#: left is the patient's right one.
+_SWAP = [int(label) for label in AxialLabel]
+_SWAP[AxialLabel.FACET_LEFT], _SWAP[AxialLabel.FACET_RIGHT] = int(AxialLabel.FACET_RIGHT), int(AxialLabel.FACET_LEFT)
 
 
 class LdhInferer:
@@ -31,6 +38,10 @@ class LdhInferer:
         Fraction of overlap between windows.
     amp
         Mixed precision on CUDA devices (ignored on CPU, which stays fp32 and deterministic).
+    flip_tta
+        Also infer the left-right mirrored slices (canonical orientation: columns run to the
+        patient's left), mirror the probabilities back with the two facet channels swapped,
+        and average the two passes. Twice the network time.
     """
 
     def __init__(
@@ -39,8 +50,10 @@ class LdhInferer:
         sw_batch_size: int = 4,
         overlap: float = 0.25,
         amp: bool = True,
+        flip_tta: bool = False,
     ) -> None:
         self.amp = amp
+        self.flip_tta = flip_tta
         self._window = SlidingWindowInferer(
             roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian"
         )
@@ -53,6 +66,13 @@ class LdhInferer:
         network.eval()
         use_amp = self.amp and inputs.device.type == "cuda"
         with torch.inference_mode(), torch.autocast(device_type=inputs.device.type, enabled=use_amp):
-            logits = self._window(inputs, network)
+            probs = self._softmax(inputs, network)
+            if self.flip_tta:
+                mirrored = self._softmax(torch.flip(inputs, dims=[-1]), network)
+                probs = (probs + torch.flip(mirrored, dims=[-1])[:, _SWAP]) / 2
+        return probs
+
+    def _softmax(self, inputs: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+        logits = self._window(inputs, network)
         assert isinstance(logits, torch.Tensor)
         return torch.softmax(logits.float(), dim=1)

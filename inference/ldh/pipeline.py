@@ -134,13 +134,21 @@ class LdhPipeline:
         self._transforms = inference_transforms()
 
     @classmethod
-    def from_weights(cls, weights: Path | None = None, device: str = "auto", **kwargs: Any) -> LdhPipeline:
-        """A pipeline on verified weights (bundled demo weights by default) and the configured device."""
+    def from_weights(
+        cls, weights: Path | None = None, device: str = "auto", *, flip_tta: bool | None = None, **kwargs: Any
+    ) -> LdhPipeline:
+        """A pipeline on verified weights (bundled demo weights by default) and the configured device.
+
+        ``flip_tta`` ``None`` takes the card's ``preprocessing.flip_tta`` (cards without it: off);
+        it is ignored when an ``inferer`` is passed.
+        """
         dev = select_device(device)
         network, card = load_network(weights, dev)
         threshold = card.extra.get("postprocess", {}).get("herniation_threshold")
         if threshold is not None:
             kwargs.setdefault("herniation_threshold", float(threshold))
+        tta = bool(card.extra.get("preprocessing", {}).get("flip_tta", False)) if flip_tta is None else flip_tta
+        kwargs.setdefault("inferer", LdhInferer(flip_tta=tta))
         return cls(network, card=card, device=dev, **kwargs)
 
     @classmethod

@@ -26,10 +26,12 @@ def study(mirrored: bool = False) -> tuple[list, list[np.ndarray]]:
     return stacks, [l45, l51, l34]
 
 
+@pytest.mark.parametrize("tta", [False, True], ids=["plain", "flip-tta"])
 @pytest.mark.parametrize("mirrored", [False, True])
-def test_pipeline_grades_each_level(stub: IntensityStub, mirrored: bool) -> None:
+def test_pipeline_grades_each_level(stub: IntensityStub, mirrored: bool, tta: bool) -> None:
+    # with flip TTA the stub's facet channels tie (it cannot tell sides): post-processing names them
     stacks, truth = study(mirrored)
-    pipe = LdhPipeline(stub, inferer=LdhInferer(roi_size=(96, 96)), use_level_finder=False)
+    pipe = LdhPipeline(stub, inferer=LdhInferer(roi_size=(96, 96), flip_tta=tta), use_level_finder=False)
     result = pipe(stacks)
     assert [f.level for f in result.findings] == ["L3/L4", "L4/L5", "L5/S1"]
     l34, l45, l51 = result.findings
