@@ -202,6 +202,9 @@ class ModelSettings(_Section):
     ldh_weights: Path | None = None
     levels_weights: Path | None = None
     sij_weights: Path | None = None
+    #: flip test-time augmentation of the LDH and SIJ networks; ``null`` = as each weights card
+    #: says (bundled: LDH on, SIJ off). On costs about twice the network time per study.
+    flip_tta: bool | None = None
 
 
 class Settings(BaseSettings):

@@ -177,12 +177,14 @@ class PipelineCache:
 
                     built: Any = LdhPipeline.from_weights(
                         self.settings.models.ldh_weights, device=self.settings.device,
-                        levels_model=self._levels_model(),
+                        flip_tta=self.settings.models.flip_tta, levels_model=self._levels_model(),
                     )
                 elif pipeline == "sij":
                     from inference.sij.pipeline import SijPipeline
 
-                    built = SijPipeline.from_weights(self.settings.models.sij_weights, device=self.settings.device)
+                    built = SijPipeline.from_weights(
+                        self.settings.models.sij_weights, device=self.settings.device, flip_tta=self.settings.models.flip_tta
+                    )
                 else:
                     raise PermanentJobError(f"unknown pipeline {pipeline!r}")
             except PermanentJobError:

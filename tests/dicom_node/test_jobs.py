@@ -234,3 +234,18 @@ def test_models_are_loaded_once_at_start_with_the_level_finder(node: Any, tmp_pa
         assert executor.wait_preloaded(0) and executor.runner.pipelines._pipelines == {}
     finally:
         executor.stop()
+
+
+@pytest.mark.parametrize("flip_tta", [None, False, True])
+def test_pipelines_take_flip_tta_from_the_settings_or_else_their_cards(tmp_path: Path, flip_tta: bool | None) -> None:
+    from inference.modelcard import bundled_weights
+
+    if not (bundled_weights("ldh").is_file() and bundled_weights("sij").is_file()):
+        pytest.skip("bundled weights missing")
+    settings = load_settings(None, environ={}, storage_dir=tmp_path, device="cpu", models={"flip_tta": flip_tta})
+    cache = PipelineCache(settings)
+    ldh, sij = cache.get("ldh"), cache.get("sij")
+    if flip_tta is None:  # the bundled cards: on for LDH, off for SIJ (docs/ldh.md, docs/sij.md)
+        assert (ldh.inferer.flip_tta, sij.inferer.flip_tta) == (True, False)
+    else:
+        assert ldh.inferer.flip_tta is flip_tta and sij.inferer.flip_tta is flip_tta

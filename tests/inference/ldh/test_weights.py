@@ -37,6 +37,9 @@ def test_pipeline_from_settings_uses_configured_weights(tmp_path, settings) -> N
         pytest.skip("demo weights not trained yet")
     pipe = LdhPipeline.from_settings(settings)
     assert pipe.card is not None and pipe.card.name == "ldh" and pipe.device.type in ("cpu", "cuda")
+    assert pipe.inferer.flip_tta  # models.flip_tta unset: the card's choice
+    off = load_settings(environ={"DICOM_NODE_MODELS__FLIP_TTA": "false"}, storage_dir=tmp_path)
+    assert off.models.flip_tta is False and not LdhPipeline.from_settings(off).inferer.flip_tta
     missing = load_settings(environ={}, storage_dir=tmp_path, models={"ldh_weights": str(tmp_path / "site.pt")})
     with pytest.raises(WeightsError, match="does not exist"):
         LdhPipeline.from_settings(missing)
