@@ -26,7 +26,12 @@ from inference.ldh.errors import LdhInputError
 from inference.ldh.inferer import LdhInferer
 from inference.ldh.levels import slice_levels
 from inference.ldh.network import build_network
-from inference.ldh.postprocess import clean_labels, herniation_confidence, left_direction_in_slice
+from inference.ldh.postprocess import (
+    clean_labels,
+    herniation_confidence,
+    left_direction_in_slice,
+    link_herniation_across_slices,
+)
 from inference.ldh.result import LdhResult, LevelFinding, SliceRef, StackSegmentation
 from inference.ldh.transforms import IMAGE, SPACING, canonical_orientation, inference_transforms, resample_back
 from inference.modelcard import ModelCard, WeightsError, bundled_weights, load_weights
@@ -108,6 +113,10 @@ class LdhPipeline:
         Pixels whose herniation probability reaches this are herniation whatever the argmax
         says (the faint tip of a herniation often loses the argmax to the disc or the sac);
         ``None``: the argmax alone. From the card's ``postprocess`` with :meth:`from_weights`.
+    link_slices
+        Keep herniated material that the per-slice cleaning drops as stray (far from the slice's
+        disc) when it continues a kept herniation on an adjacent slice of the stack
+        (:func:`~inference.ldh.postprocess.link_herniation_across_slices`).
     """
 
     def __init__(
@@ -121,6 +130,7 @@ class LdhPipeline:
         use_level_finder: bool = True,
         min_herniation_mm2: float = 2.0,
         herniation_threshold: float | None = None,
+        link_slices: bool = True,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device)
@@ -130,6 +140,7 @@ class LdhPipeline:
         self.use_level_finder = use_level_finder
         self.min_herniation_mm2 = min_herniation_mm2
         self.herniation_threshold = herniation_threshold
+        self.link_slices = link_slices
         self._levels_failed = False
         self._transforms = inference_transforms()
 
@@ -190,12 +201,12 @@ class LdhPipeline:
         canonical_probs = resample_back(probabilities, canonical.shape[1:]).cpu().numpy()
         probs = orient.invert(canonical_probs)  # (k, C, rows, cols) on the native grid
         left = tuple(left_direction_in_slice(volume.row_direction, volume.column_direction))
+        raw = np.stack([self._argmax(p) for p in probs])
         labels = np.stack(
-            [
-                clean_labels(self._argmax(p), spacing_native, left, min_herniation_mm2=self.min_herniation_mm2)
-                for p in probs
-            ]
+            [clean_labels(r, spacing_native, left, min_herniation_mm2=self.min_herniation_mm2) for r in raw]
         )
+        if self.link_slices:
+            labels = link_herniation_across_slices(raw, labels, spacing_native, min_herniation_mm2=self.min_herniation_mm2)
         return labels, probs[:, AxialLabel.HERNIATION].astype(np.float32)
 
     def _argmax(self, probs: np.ndarray) -> np.ndarray:

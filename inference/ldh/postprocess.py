@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from inference.labels import AxialLabel
 
-__all__ = ["clean_labels", "herniation_confidence", "left_direction_in_slice"]
+__all__ = ["clean_labels", "herniation_confidence", "left_direction_in_slice", "link_herniation_across_slices"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,50 @@ def clean_labels(
             replacement[1:][stray] = AxialLabel.BACKGROUND
         new = replacement[lab]
         out[new >= 0] = new[new >= 0].astype(np.uint8)
+    return out
+
+
+def link_herniation_across_slices(
+    raw: np.ndarray, cleaned: np.ndarray, spacing: Sequence[float], *, min_herniation_mm2: float = 2.0
+) -> np.ndarray:
+    """Give back herniated material that :func:`clean_labels` dropped as stray but that continues a kept herniation.
+
+    Slice by slice, material more than a few mm from the slice's disc looks like noise; but a
+    herniation that reaches above or below its disc shows on the neighbouring slices of the
+    stack as a patch next to the sac with little or no disc beside it. A herniation component
+    of the network's labels (``raw``) that the cleaning set to background is restored when it
+    overlaps herniation kept on an adjacent slice (the slices of one stack share the pixel
+    grid), repeatedly, so that the material continues over several slices. Specks under
+    ``min_herniation_mm2`` stay dropped; material merged into the disc stays disc.
+
+    Parameters
+    ----------
+    raw
+        ``(slices, rows, cols)`` network labels before cleaning.
+    cleaned
+        The same slices after :func:`clean_labels`.
+    spacing
+        ``(row, column)`` spacing in mm.
+    """
+    raw = np.asarray(raw)
+    out = np.asarray(cleaned).astype(np.uint8, copy=True)
+    pixel_mm2 = float(spacing[0]) * float(spacing[1])
+    candidates = []
+    for k in range(raw.shape[0]):
+        dropped = (raw[k] == AxialLabel.HERNIATION) & (out[k] == AxialLabel.BACKGROUND)
+        lab, n = ndimage.label(dropped)
+        sizes = ndimage.sum(dropped, lab, index=np.arange(1, n + 1)) * pixel_mm2 if n else np.zeros(0)
+        candidates.append([lab == i + 1 for i in range(n) if sizes[i] >= min_herniation_mm2])
+    changed = True
+    while changed:
+        changed = False
+        for k, comps in enumerate(candidates):
+            neighbours = [out[j] == AxialLabel.HERNIATION for j in (k - 1, k + 1) if 0 <= j < out.shape[0]]
+            for comp in list(comps):
+                if any((comp & n).any() for n in neighbours):
+                    out[k][comp] = AxialLabel.HERNIATION
+                    comps.remove(comp)
+                    changed = True
     return out
 
 

@@ -102,6 +102,38 @@ def test_clean_labels_drops_specks_keeps_real_herniation() -> None:
     assert (out == L.HERNIATION).sum() == 6 * 7 + 36
 
 
+def test_herniation_continuing_over_adjacent_slices_is_kept() -> None:
+    """Material above the disc's slab (no disc near it on that slice) is herniation when it
+    continues the herniation of the next slice; a stray of the same size that does not is noise."""
+    import numpy as np
+
+    from inference.ldh.postprocess import clean_labels, link_herniation_across_slices
+
+    middle = labelled_slice(6, (46, 52))  # herniation rows 50-55 behind the disc
+    edge = labelled_slice(0, (46, 52))
+    edge[edge == L.DISC] = L.BACKGROUND
+    edge[5:8, 5:8] = L.DISC  # a sliver of disc at the slice's edge, far from the material
+    edge[51:54, 47:51] = L.HERNIATION  # 12 mm2 over the middle slice's herniation
+    edge[85:88, 40:43] = L.HERNIATION  # 9 mm2 stray: overlaps nothing
+    edge[60, 20] = L.HERNIATION  # a speck
+    far = edge.copy()
+    far[51:54, 47:51] = L.BACKGROUND
+    far[70:73, 47:51] = L.HERNIATION  # continues nothing on its neighbour
+    raw = np.stack([edge, middle, far, edge])
+    cleaned = np.stack([clean_labels(r, (1.0, 1.0), (0.0, 1.0)) for r in raw])
+    assert not (cleaned[0] == L.HERNIATION).any()  # per slice: stray, dropped
+    out = link_herniation_across_slices(raw, cleaned, (1.0, 1.0))
+    assert (out[0, 51:54, 47:51] == L.HERNIATION).all()  # continues slice 1
+    assert (out[1] == cleaned[1]).all() and (out[2] == cleaned[2]).all()
+    assert not (out[3] == L.HERNIATION).any()  # its neighbour (slice 2) has no herniation there
+    assert out[0, 86, 41] == L.BACKGROUND and out[0, 60, 20] == L.BACKGROUND
+    assert (out[0] == L.HERNIATION).sum() == 12
+    # restored through a chain of slices: slice 2 continues slice 1 once slice 1 is restored
+    chain = np.stack([middle, edge, edge])
+    out = link_herniation_across_slices(chain, np.stack([clean_labels(r, (1.0, 1.0), (0.0, 1.0)) for r in chain]), (1.0, 1.0))
+    assert (out[2, 51:54, 47:51] == L.HERNIATION).all()
+
+
 def test_level_network_is_loaded_once_per_pipeline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """evaluate, benchmarks and infer run one pipeline over many studies: the level network loads once."""
     lumbar = pytest.importorskip("inference.phantoms.lumbar")
