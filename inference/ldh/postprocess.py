@@ -132,22 +132,24 @@ def link_herniation_across_slices(
     raw = np.asarray(raw)
     out = np.asarray(cleaned).astype(np.uint8, copy=True)
     pixel_mm2 = float(spacing[0]) * float(spacing[1])
-    candidates = []
+    pending: list[tuple[int, np.ndarray]] = []  # (slice, component mask) of dropped material
     for k in range(raw.shape[0]):
         dropped = (raw[k] == AxialLabel.HERNIATION) & (out[k] == AxialLabel.BACKGROUND)
         lab, n = ndimage.label(dropped)
-        sizes = ndimage.sum(dropped, lab, index=np.arange(1, n + 1)) * pixel_mm2 if n else np.zeros(0)
-        candidates.append([lab == i + 1 for i in range(n) if sizes[i] >= min_herniation_mm2])
-    changed = True
-    while changed:
-        changed = False
-        for k, comps in enumerate(candidates):
-            neighbours = [out[j] == AxialLabel.HERNIATION for j in (k - 1, k + 1) if 0 <= j < out.shape[0]]
-            for comp in list(comps):
-                if any((comp & n).any() for n in neighbours):
-                    out[k][comp] = AxialLabel.HERNIATION
-                    comps.remove(comp)
-                    changed = True
+        if n:
+            sizes = ndimage.sum(dropped, lab, index=np.arange(1, n + 1)) * pixel_mm2
+            pending += [(k, lab == i + 1) for i in range(n) if sizes[i] >= min_herniation_mm2]
+    while pending:  # in rounds, until nothing more continues a kept herniation
+        hern = out == AxialLabel.HERNIATION
+        linked = [
+            any(comp[hern[j]].any() for j in (k - 1, k + 1) if 0 <= j < out.shape[0]) for k, comp in pending
+        ]
+        if not any(linked):
+            break
+        for (k, comp), restore in zip(pending, linked):
+            if restore:
+                out[k][comp] = AxialLabel.HERNIATION
+        pending = [item for item, restore in zip(pending, linked) if not restore]
     return out
 
 

@@ -134,6 +134,21 @@ def test_herniation_continuing_over_adjacent_slices_is_kept() -> None:
     assert (out[2, 51:54, 47:51] == L.HERNIATION).all()
 
 
+def test_linking_with_a_stray_before_the_continuing_piece() -> None:
+    """Two dropped pieces on one slice, the stray first in raster order (once raised ValueError)."""
+    import numpy as np
+
+    from inference.ldh.postprocess import link_herniation_across_slices
+
+    raw = np.zeros((2, 20, 20), np.uint8)
+    raw[1, 2:5, 2:5] = L.HERNIATION  # overlaps nothing on slice 0
+    raw[1, 12:15, 12:15] = L.HERNIATION  # continues slice 0
+    raw[0, 12:15, 12:15] = L.HERNIATION
+    cleaned = np.where(np.arange(2)[:, None, None] == 0, raw, 0).astype(np.uint8)
+    out = link_herniation_across_slices(raw, cleaned, (1.0, 1.0))
+    assert (out[1, 12:15, 12:15] == L.HERNIATION).all() and not out[1, 2:5, 2:5].any()
+
+
 def test_level_network_is_loaded_once_per_pipeline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """evaluate, benchmarks and infer run one pipeline over many studies: the level network loads once."""
     lumbar = pytest.importorskip("inference.phantoms.lumbar")
