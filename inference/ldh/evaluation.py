@@ -66,7 +66,10 @@ class LevelCase:
     ref_zone: str
     pred_size: int
     pred_zone: str
-    iou: float | None = None  #: herniation mask IoU (only where the reference has a herniation)
+    iou: float | None = None  #: herniation mask IoU over the stack (only where the reference has a herniation)
+    #: herniation mask IoU on the reference's slice of maximal herniation alone (the slice the MSU
+    #: is read on, and the one the source study's surgeons annotated)
+    slice_iou: float | None = None
 
 
 def _zone(size: int, zone: str | None) -> str:
@@ -99,14 +102,20 @@ def cases_from_result(
         pred_size = finding.size if finding is not None else 0
         pred_zone = _zone(pred_size, finding.zone if finding is not None else None)
         ref_size = int(disc["msu_size"])
-        overlap = None
+        overlap = slice_overlap = None
         sop = disc.get("max_slice_sop_instance_uid")
         if ref_size > 0 and labels and sop in uid_to_stack:
             stack = uid_to_stack[sop]
-            overlap = iou(
-                result.segmentations[stack].labels == AxialLabel.HERNIATION, labels[stack] == AxialLabel.HERNIATION
+            pred_mask = result.segmentations[stack].labels == AxialLabel.HERNIATION
+            ref_mask = labels[stack] == AxialLabel.HERNIATION
+            overlap = iou(pred_mask, ref_mask)
+            k = [ref.sop_instance_uid for ref in result.segmentations[stack].slices].index(sop)
+            slice_overlap = iou(pred_mask[k], ref_mask[k])
+        cases.append(
+            LevelCase(
+                study, level, ref_size, _zone(ref_size, disc.get("zone")), pred_size, pred_zone, overlap, slice_overlap
             )
-        cases.append(LevelCase(study, level, ref_size, _zone(ref_size, disc.get("zone")), pred_size, pred_zone, overlap))
+        )
     return cases
 
 
@@ -198,6 +207,11 @@ class EvaluationReport:
     iou_threshold: float
     size: TaskReport
     zone: TaskReport
+    #: the same two on the reference's slice of maximal herniation alone (nan without masks)
+    slice_iou_mean: float = float("nan")
+    slice_iou_ci: tuple[float, float] = (float("nan"), float("nan"))
+    slice_recall: float = float("nan")
+    slice_recall_ci: tuple[float, float] = (float("nan"), float("nan"))
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -223,6 +237,10 @@ class EvaluationReport:
             "detection_recall": self.recall,
             "detection_recall_ci95": list(self.recall_ci),
             "detection_iou_threshold": self.iou_threshold,
+            "max_slice_iou_mean": self.slice_iou_mean,
+            "max_slice_iou_ci95": list(self.slice_iou_ci),
+            "max_slice_recall": self.slice_recall,
+            "max_slice_recall_ci95": list(self.slice_recall_ci),
             "grading": task(self.size),
             "localisation": task(self.zone),
         }
@@ -263,7 +281,9 @@ def summarise(cases: Sequence[LevelCase], *, iou_threshold: float = 0.5, n_boot:
     A reference herniation counts as detected when the prediction has a
     herniation at that level whose mask overlaps the reference with IoU at least
     ``iou_threshold`` (without masks, as in a two-rater comparison: when both
-    call a herniation).
+    call a herniation). The IoU is over the stack holding the reference's slice of
+    maximal herniation; the ``slice_*`` fields score that one slice alone, where
+    the MSU is read and the source study's surgeons drew.
     """
     if not cases:
         raise LdhDataError("no disc levels to evaluate")
@@ -272,6 +292,9 @@ def summarise(cases: Sequence[LevelCase], *, iou_threshold: float = 0.5, n_boot:
     detected = np.array(
         [c.pred_size > 0 and (c.iou is None or c.iou >= iou_threshold) for c in herniated], dtype=float
     )
+    with_slice = [(c.pred_size, c.slice_iou) for c in herniated if c.slice_iou is not None]
+    slice_ious = np.array([v for _, v in with_slice], dtype=float)
+    slice_detected = np.array([size > 0 and v >= iou_threshold for size, v in with_slice], dtype=float)
     return EvaluationReport(
         n_studies=len({c.study for c in cases}),
         n_levels=len(cases),
@@ -283,6 +306,12 @@ def summarise(cases: Sequence[LevelCase], *, iou_threshold: float = 0.5, n_boot:
         iou_threshold=iou_threshold,
         size=_task("grading (MSU size)", [c.ref_size for c in cases], [c.pred_size for c in cases], SIZE_CLASSES, n_boot, seed),
         zone=_task("localisation (MSU zone)", [c.ref_zone for c in cases], [c.pred_zone for c in cases], ZONE_CLASSES, n_boot, seed + 10),
+        slice_iou_mean=float(slice_ious.mean()) if slice_ious.size else float("nan"),
+        slice_iou_ci=bootstrap_ci(lambda i: float(slice_ious[i].mean()), len(slice_ious), n_resamples=n_boot, seed=seed + 5),
+        slice_recall=float(slice_detected.mean()) if slice_detected.size else float("nan"),
+        slice_recall_ci=bootstrap_ci(
+            lambda i: float(slice_detected[i].mean()), len(slice_detected), n_resamples=n_boot, seed=seed + 6
+        ),
     )
 
 
@@ -310,6 +339,12 @@ def format_report(report: EvaluationReport, title: str = "LDH evaluation") -> st
         f"detection IoU (mean)            {report.iou_mean:6.3f}   {_ci(report.iou_ci, 1.0):14s}  0.84 / 0.82",
         f"detection recall (IoU>={report.iou_threshold:.2f})     {_pct(report.recall)}   {_ci(report.recall_ci):14s}  99.6% / 99.5%",
     ]
+    if not np.isnan(report.slice_iou_mean):
+        lines += [
+            "  on the slice of maximal herniation alone (where the MSU is read):",
+            f"  IoU (mean)                    {report.slice_iou_mean:6.3f}   {_ci(report.slice_iou_ci, 1.0):14s}",
+            f"  recall (IoU>={report.iou_threshold:.2f})             {_pct(report.slice_recall)}   {_ci(report.slice_recall_ci):14s}",
+        ]
     for task, paper in ((report.size, ("87.0%", "95.5%", "0.81")), (report.zone, ("84.0%", "94.4%", "0.76"))):
         lines += [
             "",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.labels import AxialLabel
 from inference.ldh.evaluation import (
     LevelCase,
     cases_from_labels,
@@ -40,6 +41,20 @@ def test_summary_by_hand() -> None:
     assert stats["none"].specificity == pytest.approx(2 / 3)
     text = format_report(r)
     assert "detection recall" in text and "Gwet's AC1" in text and "66.7%" in text
+    assert np.isnan(r.slice_iou_mean) and "slice of maximal herniation" not in text
+
+
+def test_summary_on_the_slice_of_maximal_herniation() -> None:
+    cases = [
+        LevelCase("s1", "L4/L5", 2, "B", 2, "B", 0.4, 0.9),
+        LevelCase("s1", "L5/S1", 1, "A", 1, "A", 0.6, 0.45),
+        LevelCase("s2", "L4/L5", 0, "none", 0, "none"),
+    ]
+    r = summarise(cases, n_boot=50)
+    assert r.iou_mean == pytest.approx(0.5) and r.recall == pytest.approx(0.5)
+    assert r.slice_iou_mean == pytest.approx(0.675) and r.slice_recall == pytest.approx(0.5)
+    assert r.as_dict()["max_slice_iou_mean"] == pytest.approx(0.675)
+    assert "slice of maximal herniation" in format_report(r)
 
 
 def test_pipeline_against_ground_truth_and_back_as_labels(tmp_path: Path) -> None:
@@ -55,7 +70,14 @@ def test_pipeline_against_ground_truth_and_back_as_labels(tmp_path: Path) -> Non
         ],
     }
     cases = cases_from_result(result, truth, [lab], study="s")
-    assert cases == [LevelCase("s", "L5/S1", 2, "B", 2, "B", 1.0)]
+    assert cases == [LevelCase("s", "L5/S1", 2, "B", 2, "B", 1.0, 1.0)]
+    # reference herniation the model missed on the other slice lowers the stack IoU only
+    ref = lab.copy()
+    ref[0, 2:8, 2:8] = AxialLabel.HERNIATION
+    (case,) = cases_from_result(result, truth, [ref], study="s")
+    assert case.slice_iou == 1.0 and case.iou is not None and case.iou < 1.0
+    hern = int((lab == AxialLabel.HERNIATION).sum())
+    assert case.iou == pytest.approx(hern / (hern + 36))
     # the result written as a label file compares as a second rater
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "ground_truth.json").write_text(json.dumps(truth))
