@@ -175,10 +175,7 @@ class PipelineCache:
                 if pipeline == "ldh":
                     from inference.ldh.pipeline import LdhPipeline
 
-                    built: Any = LdhPipeline.from_weights(
-                        self.settings.models.ldh_weights, device=self.settings.device,
-                        flip_tta=self.settings.models.flip_tta, levels_model=self._levels_model(),
-                    )
+                    built: Any = LdhPipeline.from_settings(self.settings, levels_model=self._levels_model())
                 elif pipeline == "sij":
                     from inference.sij.pipeline import SijPipeline
 

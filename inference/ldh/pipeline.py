@@ -166,16 +166,16 @@ class LdhPipeline:
     def from_settings(cls, settings: Settings, **kwargs: Any) -> LdhPipeline:
         """A pipeline on the configured weights (``models.ldh_weights``, bundled when null) and ``device``.
 
-        The level finder uses ``models.levels_weights`` when set (its bundled weights otherwise);
+        The level finder uses ``models.levels_weights`` when set (its bundled weights otherwise),
+        unless a ready ``levels_model`` is passed (the node loads it once, tolerating failure);
         ``models.flip_tta``, when set, overrides the card's flip TTA.
         """
-        levels_model = None
-        if settings.models.levels_weights is not None:
+        if "levels_model" not in kwargs and settings.models.levels_weights is not None:
             from inference.levels import load_levels_model
 
-            levels_model = load_levels_model(settings.models.levels_weights, select_device(settings.device))
+            kwargs["levels_model"] = load_levels_model(settings.models.levels_weights, select_device(settings.device))
         kwargs.setdefault("flip_tta", settings.models.flip_tta)
-        return cls.from_weights(settings.models.ldh_weights, device=settings.device, levels_model=levels_model, **kwargs)
+        return cls.from_weights(settings.models.ldh_weights, device=settings.device, **kwargs)
 
     # -- segmentation ---------------------------------------------------------------------
 

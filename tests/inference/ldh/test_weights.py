@@ -43,3 +43,18 @@ def test_pipeline_from_settings_uses_configured_weights(tmp_path, settings) -> N
     missing = load_settings(environ={}, storage_dir=tmp_path, models={"ldh_weights": str(tmp_path / "site.pt")})
     with pytest.raises(WeightsError, match="does not exist"):
         LdhPipeline.from_settings(missing)
+
+
+def test_from_settings_takes_a_ready_level_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The node passes the level network it loaded once; the configured file is then not read."""
+    from config.settings import load_settings
+    from inference.levels import LevelsModelError
+
+    if not bundled_weights("ldh").is_file():
+        pytest.skip("demo weights not trained yet")
+    broken = load_settings(environ={}, storage_dir=tmp_path, models={"levels_weights": str(tmp_path / "levels.pt")})
+    with pytest.raises(LevelsModelError):
+        LdhPipeline.from_settings(broken)
+    assert LdhPipeline.from_settings(broken, levels_model=None).levels_model is None
+    ready = torch.nn.Identity()
+    assert LdhPipeline.from_settings(broken, levels_model=ready).levels_model is ready
