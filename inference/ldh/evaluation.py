@@ -93,7 +93,9 @@ def cases_from_result(
         Name used in the cases.
     """
     cases = []
-    uid_to_stack = {ref.sop_instance_uid: seg.stack_index for seg in result.segmentations for ref in seg.slices}
+    uid_to_slice = {
+        ref.sop_instance_uid: (seg.stack_index, k) for seg in result.segmentations for k, ref in enumerate(seg.slices)
+    }
     for disc in ground_truth.get("discs", []):
         if disc.get("axial_stack") is None:
             continue
@@ -104,12 +106,11 @@ def cases_from_result(
         ref_size = int(disc["msu_size"])
         overlap = slice_overlap = None
         sop = disc.get("max_slice_sop_instance_uid")
-        if ref_size > 0 and labels and sop in uid_to_stack:
-            stack = uid_to_stack[sop]
+        if ref_size > 0 and labels and sop in uid_to_slice:
+            stack, k = uid_to_slice[sop]
             pred_mask = result.segmentations[stack].labels == AxialLabel.HERNIATION
             ref_mask = labels[stack] == AxialLabel.HERNIATION
             overlap = iou(pred_mask, ref_mask)
-            k = [ref.sop_instance_uid for ref in result.segmentations[stack].slices].index(sop)
             slice_overlap = iou(pred_mask[k], ref_mask[k])
         cases.append(
             LevelCase(
