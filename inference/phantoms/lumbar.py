@@ -65,13 +65,13 @@ logger = logging.getLogger(__name__)
 #: ``ground_truth.json`` ``format_version`` (inference/phantoms/CONTRACT.md).
 FORMAT_VERSION = 1
 #: Bumped whenever the same seed draws a different study.
-GENERATOR_VERSION = "lumbar-1"
+GENERATOR_VERSION = "lumbar-2"
 #: Series keys (folders under ``dicom/`` and files under ``labels/``).
 ROLES: tuple[str, ...] = ("sag_t2", "sag_t1", "ax_t2")
 #: Disc levels listed in ``ground_truth.json``.
 LUMBAR_LEVELS: tuple[str, ...] = ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1")
 #: Redraws of a herniation whose masks read another class than drawn.
-MAX_REDRAWS = 4
+MAX_REDRAWS = 8
 #: Voxel size of the 3D anatomy (mm).
 VOXEL_MM = 1.0
 
@@ -259,7 +259,7 @@ def axial_label_stacks(scene: LumbarScene) -> dict[str, tuple[np.ndarray, tuple[
     plan = next(p for p in scene.plans if p.role == "ax_t2")
     out = {}
     for stack, level in zip(plan.stacks, plan.levels):
-        labels = np.stack([sample_labels(scene.tissue, scene.grid, p, table) for p in stack.planes])
+        labels = np.stack([sample_labels(scene.tissue, scene.grid, p, table, stack.thickness) for p in stack.planes])
         out[level] = (labels, stack.planes[0].spacing)
     return out
 
@@ -364,7 +364,9 @@ def generate_lumbar_study(
         for stack_index, (stack, level) in enumerate(zip(plan.stacks, plan.levels)):
             pixels = render_stack(tissue, grid, signal_volumes[plan.weighting], contrasts[plan.weighting],
                                   stack, app, noise)
-            labels = np.stack([sample_labels(tissue, grid, p, tables[plan.role]) for p in stack.planes])
+            labels = np.stack(
+                [sample_labels(tissue, grid, p, tables[plan.role], stack.thickness) for p in stack.planes]
+            )
             first = stack.planes[0]
             write_mr_series(
                 folder, pixels,

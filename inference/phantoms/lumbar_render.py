@@ -12,8 +12,11 @@ From the 3D tissue volume to pixel values of one image plane:
    reconstruction matrix (Gibbs ringing, as scanners do) and magnitude (Rician
    background), then the study's intensity scale.
 
-Labels are never resampled from images: :func:`sample_labels` takes the
-nearest voxel of the tissue volume at each output pixel centre.
+Labels are never resampled from images: :func:`sample_labels` gives each output
+pixel the label that fills most of what the pixel's image value averages, the
+same trilinear samples of the three sub-planes (phantom generator lumbar-2; the
+nearest voxel at the centre plane before, which no image shows: the two agree
+on the herniation at a mean IoU of about 0.85 only, docs/ldh.md).
 """
 
 from __future__ import annotations
@@ -165,8 +168,17 @@ class StackGeometry:
     acquisition: tuple[int, int]  #: acquired matrix (rows, columns) before zero filling
 
 
-def sample_labels(tissue: np.ndarray, grid: VolumeGrid, plane: ImagePlane, table: np.ndarray) -> np.ndarray:
-    """Label image of ``plane``: the nearest tissue voxel at each pixel centre, through ``table``.
+def sample_labels(
+    tissue: np.ndarray, grid: VolumeGrid, plane: ImagePlane, table: np.ndarray, thickness: float = 0.0
+) -> np.ndarray:
+    """Label image of ``plane``: per pixel, the label covering most of what the pixel shows.
+
+    The image value of a pixel is the mean of trilinear samples of the tissue
+    signal on three sub-planes across the slice (:func:`render_stack`). The label
+    is the one with the largest weight among the same samples' eight neighbouring
+    voxels (trilinear weights, the three sub-planes weighted equally): the
+    boundary an annotator draws on the image, where the partial volume is half
+    one tissue and half the other. Ties go to the lower label value.
 
     Parameters
     ----------
@@ -178,14 +190,66 @@ def sample_labels(tissue: np.ndarray, grid: VolumeGrid, plane: ImagePlane, table
         Output image geometry.
     table
         Tissue code -> label value lookup (:mod:`inference.phantoms.lumbar_tissue`).
+    thickness
+        Slice thickness (mm); 0 samples the centre plane alone.
 
     Returns
     -------
     numpy.ndarray
         ``plane.shape`` uint8 labels (0 outside the volume).
     """
-    codes, inside = _nearest_codes(tissue, grid, plane.grid_indices(grid))
-    return np.where(inside, table[codes], 0).astype(np.uint8)
+    offsets = (-thickness / 3, 0.0, thickness / 3) if thickness > 0 else (0.0,)
+    labels: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    for off in offsets:
+        lab, w = _corner_labels(tissue, grid, plane.grid_indices(grid, None, off), table)
+        labels += lab
+        weights += w
+    corners = np.stack(labels)
+    first = corners[0]
+    mixed = (corners != first).any(axis=0)
+    out = first.copy()
+    if mixed.any():
+        n = int(table.max()) + 1
+        pix = np.flatnonzero(mixed)
+        where = np.arange(pix.size)
+        score = np.zeros(n * pix.size, dtype=np.float64)
+        for lab_c, w_c in zip(labels, weights):
+            score += np.bincount(
+                lab_c.reshape(-1)[pix].astype(np.int64) * pix.size + where,
+                weights=w_c.reshape(-1)[pix],
+                minlength=n * pix.size,
+            )
+        out.reshape(-1)[pix] = np.argmax(score.reshape(n, pix.size), axis=0).astype(np.uint8)
+    return out.reshape(plane.shape).astype(np.uint8)
+
+
+def _corner_labels(
+    tissue: np.ndarray, grid: VolumeGrid, idx: tuple[np.ndarray, np.ndarray, np.ndarray], table: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Labels of the eight voxels around each sample (0 outside the grid) and their trilinear weights."""
+    # per axis: the lower and upper neighbour (clipped flat offset, inside flag, weight)
+    axes = []
+    for d in range(3):
+        low = np.floor(idx[d])
+        frac = (idx[d] - low).astype(np.float32)
+        low_i = low.astype(np.int64)
+        stride = int(np.prod(grid.shape[d + 1:]))
+        sides = []
+        for i, w in ((low_i, 1.0 - frac), (low_i + 1, frac)):
+            inside = (i >= 0) & (i < grid.shape[d])
+            sides.append((np.clip(i, 0, grid.shape[d] - 1) * stride, inside, w))
+        axes.append(sides)
+    flat_tissue = tissue.reshape(-1)
+    labels, weights = [], []
+    for fx, ix, wx in axes[0]:
+        for fy, iy, wy in axes[1]:
+            fxy, ixy, wxy = fx + fy, ix & iy, wx * wy
+            for fz, iz, wz in axes[2]:
+                lab = table[flat_tissue[fxy + fz]]
+                labels.append(np.where(ixy & iz, lab, 0).astype(np.uint8))
+                weights.append(wxy * wz)
+    return labels, weights
 
 
 def _nearest_codes(
