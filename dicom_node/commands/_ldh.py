@@ -56,7 +56,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--patch", type=int, default=128, help="training patch edge in pixels (1 mm)")
+    parser.add_argument("--patch", type=int, default=128, help="training patch edge in pixels (of --pixdim)")
+    parser.add_argument("--pixdim", type=float, default=1.0,
+                        help="in-plane spacing (mm) the network works at (default 1; written in the card, "
+                             "which the pipeline follows)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
@@ -99,13 +102,13 @@ def run_train(args: argparse.Namespace) -> int:
         n_val = int(round(len(folders) * args.val_fraction)) if len(folders) > 1 else 0
         val_folders, train_folders = folders[:n_val], folders[n_val:]
         t0 = time.perf_counter()
-        train_slices = prepare_slices([load_study(f) for f in train_folders])
-        val_slices = prepare_slices([load_study(f) for f in val_folders])
+        train_slices = prepare_slices([load_study(f) for f in train_folders], pixdim=args.pixdim)
+        val_slices = prepare_slices([load_study(f) for f in val_folders], pixdim=args.pixdim)
         print(f"{len(train_folders)} training studies ({len(train_slices)} slices), {len(val_folders)} validation "
               f"studies; prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         cfg = TrainConfig(
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-            learning_rate=args.lr, patch=(args.patch, args.patch), seed=args.seed, device=args.device, num_threads=args.threads,
+            learning_rate=args.lr, patch=(args.patch, args.patch), pixdim=args.pixdim, seed=args.seed, device=args.device, num_threads=args.threads,
             tip_weight=args.tip_weight, batch_dice=args.batch_dice, workers=args.workers,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None, init=str(args.init) if args.init is not None else None,
         )
@@ -130,6 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
         "training": {**{k: v for k, v in vars(cfg).items() if k != "channels"}, "seconds": round(result.seconds, 1),
                      "final_loss": result.epoch_losses[-1] if result.epoch_losses else None},
         "validation_dice": result.val_dice,
+        "preprocessing": {"pixdim_mm": args.pixdim},
     }
     if result.stopped_after_epoch is not None:
         card["training"]["stopped_after_epoch"] = result.stopped_after_epoch

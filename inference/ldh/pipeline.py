@@ -33,7 +33,14 @@ from inference.ldh.postprocess import (
     link_herniation_across_slices,
 )
 from inference.ldh.result import LdhResult, LevelFinding, SliceRef, StackSegmentation
-from inference.ldh.transforms import IMAGE, SPACING, canonical_orientation, inference_transforms, resample_back
+from inference.ldh.transforms import (
+    IMAGE,
+    SPACING,
+    TARGET_SPACING,
+    canonical_orientation,
+    inference_transforms,
+    resample_back,
+)
 from inference.modelcard import ModelCard, WeightsError, bundled_weights, load_weights
 from inference.msu import MsuError, MsuMeasurement, measure_msu, select_max_slice
 from inference.runtime import select_device
@@ -117,6 +124,9 @@ class LdhPipeline:
         Keep herniated material that the per-slice cleaning drops as stray (far from the slice's
         disc) when it continues a kept herniation on an adjacent slice of the stack
         (:func:`~inference.ldh.postprocess.link_herniation_across_slices`).
+    pixdim
+        In-plane spacing (mm) the network works at, the one it was trained at: from the card's
+        ``preprocessing.pixdim_mm`` with :meth:`from_weights` (cards without it: 1 mm).
     """
 
     def __init__(
@@ -131,6 +141,7 @@ class LdhPipeline:
         min_herniation_mm2: float = 2.0,
         herniation_threshold: float | None = None,
         link_slices: bool = True,
+        pixdim: float = TARGET_SPACING,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device)
@@ -142,7 +153,8 @@ class LdhPipeline:
         self.herniation_threshold = herniation_threshold
         self.link_slices = link_slices
         self._levels_failed = False
-        self._transforms = inference_transforms()
+        self.pixdim = float(pixdim)
+        self._transforms = inference_transforms(self.pixdim)
 
     @classmethod
     def from_weights(
@@ -151,14 +163,17 @@ class LdhPipeline:
         """A pipeline on verified weights (bundled demo weights by default) and the configured device.
 
         ``flip_tta`` ``None`` takes the card's ``preprocessing.flip_tta`` (cards without it: off);
-        it is ignored when an ``inferer`` is passed.
+        it is ignored when an ``inferer`` is passed. The network's grid is the card's
+        ``preprocessing.pixdim_mm`` (1 mm without it).
         """
         dev = select_device(device)
         network, card = load_network(weights, dev)
         threshold = card.extra.get("postprocess", {}).get("herniation_threshold")
         if threshold is not None:
             kwargs.setdefault("herniation_threshold", float(threshold))
-        tta = bool(card.extra.get("preprocessing", {}).get("flip_tta", False)) if flip_tta is None else flip_tta
+        preprocessing = card.extra.get("preprocessing", {})
+        tta = bool(preprocessing.get("flip_tta", False)) if flip_tta is None else flip_tta
+        kwargs.setdefault("pixdim", float(preprocessing.get("pixdim_mm", TARGET_SPACING)))
         kwargs.setdefault("inferer", LdhInferer(flip_tta=tta))
         return cls(network, card=card, device=dev, **kwargs)
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from inference.labels import AxialLabel
 from inference.ldh.inferer import LdhInferer
 from inference.ldh.network import NETWORK_CONFIG, build_network
-from inference.ldh.transforms import IMAGE, LABEL, PATCH, train_transforms
+from inference.ldh.transforms import IMAGE, LABEL, PATCH, TARGET_SPACING, train_transforms
 from inference.modelcard import write_card
 from inference.runtime import batch_stream, seed_everything, select_device
 
@@ -41,6 +41,9 @@ class TrainConfig:
     batch_size: int = 8
     learning_rate: float = 3e-3
     patch: tuple[int, int] = PATCH
+    #: in-plane spacing (mm) of the prepared slices, the network's grid (recorded, not applied here:
+    #: :func:`inference.ldh.data.prepare_slices` resamples)
+    pixdim: float = TARGET_SPACING
     seed: int = 0
     device: str = "auto"
     num_threads: int = 2

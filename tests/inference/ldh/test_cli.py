@@ -60,3 +60,10 @@ def test_train_init_and_tip_weight_arguments(tmp_path: Path) -> None:
     missing = parser.parse_args(["--init", str(tmp_path / "none.pt"), "--synth-dir", str(tmp_path / "ph")])
     assert _ldh.run_train(missing) == 2
     assert not (tmp_path / "ph").exists()
+
+
+def test_train_pixdim_argument() -> None:
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    assert parser.parse_args([]).pixdim == 1.0  # the grid of every card without preprocessing.pixdim_mm
+    assert parser.parse_args(["--pixdim", "0.75"]).pixdim == 0.75

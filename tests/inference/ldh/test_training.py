@@ -170,3 +170,23 @@ def test_time_limit_stops_after_an_epoch_and_resume_finishes(tmp_path: Path) -> 
     assert stopped.stopped_after_epoch == 1 and len(stopped.step_losses) == 2
     done = train(slices, tiny_config(epochs=3, steps_per_epoch=2), progress=False, checkpoint=ck, resume=True)
     assert done.stopped_after_epoch is None and len(done.step_losses) == 6
+
+
+@pytest.mark.parametrize("pixdim", [None, 0.5])
+def test_the_pipeline_works_at_the_grid_the_card_names(tmp_path: Path, pixdim: float | None) -> None:
+    """Weights trained with ``--pixdim`` carry it in their card; the pipeline resamples slices to it."""
+    from inference.ldh.pipeline import LdhPipeline
+    from inference.ldh.transforms import IMAGE, SPACING
+
+    result = train(toy_slices(4, 5), tiny_config(epochs=1, steps_per_epoch=1), progress=False)
+    weights = tmp_path / "ldh.pt"
+    card: dict[str, object] = {"name": "ldh", "version": "test", "network": {"channels": [8, 16, 32]}}
+    if pixdim is not None:
+        card["preprocessing"] = {"pixdim_mm": pixdim}
+    save_weights(result.network, weights, card)
+    pipe = LdhPipeline.from_weights(weights, device="cpu", use_level_finder=False)
+    expected = 1.0 if pixdim is None else pixdim
+    assert pipe.pixdim == expected
+    # a 100 x 120 slice of 0.4 mm pixels (40 x 48 mm) on the network's grid
+    item = pipe._transforms({IMAGE: torch.rand(1, 100, 120), SPACING: (0.4, 0.4)})
+    assert tuple(item[IMAGE].shape[-2:]) == (round(40 / expected), round(48 / expected))
