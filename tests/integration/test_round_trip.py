@@ -171,4 +171,9 @@ def test_results_wait_for_orthanc_to_come_back(
     orthanc.start()
     wait_for("SEG and SR in Orthanc after its restart",
              lambda: results_in_orthanc(orthanc, study_uid), RESULT_TIMEOUT)
-    assert all(d is DeliveryState.DELIVERED for d in node_rows(node, study_uid)[1])
+    # the instances land in Orthanc before the node records the delivery: wait for the records too
+    def all_delivered() -> bool:
+        deliveries = node_rows(node, study_uid)[1]
+        return bool(deliveries) and all(d is DeliveryState.DELIVERED for d in deliveries)
+
+    wait_for("every delivery recorded as delivered", all_delivered, RESULT_TIMEOUT)
