@@ -34,6 +34,16 @@ def _seed_range(text: str) -> range:
     return range(start, stop)
 
 
+def _pixdim(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a spacing in mm, got {text!r}") from exc
+    if not 0.1 <= value <= 5.0:
+        raise argparse.ArgumentTypeError(f"--pixdim {text} mm is outside 0.1-5 mm")
+    return value
+
+
 def _phantoms(seeds: range, root: Path) -> list[Path]:
     """Lumbar phantom studies for ``seeds`` under ``root`` (made once, reused afterwards)."""
     from inference.phantoms.lumbar import generate_lumbar_study
@@ -57,7 +67,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--patch", type=int, default=128, help="training patch edge in pixels (of --pixdim)")
-    parser.add_argument("--pixdim", type=float, default=1.0,
+    parser.add_argument("--pixdim", type=_pixdim, default=1.0,
                         help="in-plane spacing (mm) the network works at (default 1; written in the card, "
                              "which the pipeline follows)")
     parser.add_argument("--seed", type=int, default=0)

@@ -154,6 +154,8 @@ class LdhPipeline:
         self.link_slices = link_slices
         self._levels_failed = False
         self.pixdim = float(pixdim)
+        if not self.pixdim > 0:
+            raise ValueError(f"the network's grid must be a positive spacing in mm, not {pixdim!r}")
         self._transforms = inference_transforms(self.pixdim)
 
     @classmethod

@@ -67,3 +67,6 @@ def test_train_pixdim_argument() -> None:
     _ldh.add_train_arguments(parser)
     assert parser.parse_args([]).pixdim == 1.0  # the grid of every card without preprocessing.pixdim_mm
     assert parser.parse_args(["--pixdim", "0.75"]).pixdim == 0.75
+    for bad in ("0", "-1", "fine", "50"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--pixdim", bad])

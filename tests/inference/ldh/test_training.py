@@ -190,3 +190,5 @@ def test_the_pipeline_works_at_the_grid_the_card_names(tmp_path: Path, pixdim: f
     # a 100 x 120 slice of 0.4 mm pixels (40 x 48 mm) on the network's grid
     item = pipe._transforms({IMAGE: torch.rand(1, 100, 120), SPACING: (0.4, 0.4)})
     assert tuple(item[IMAGE].shape[-2:]) == (round(40 / expected), round(48 / expected))
+    with pytest.raises(ValueError, match="positive spacing"):
+        LdhPipeline(result.network, pixdim=0.0)
