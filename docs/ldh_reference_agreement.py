@@ -17,14 +17,10 @@ import sys
 import numpy as np
 
 from inference.labels import AxialLabel
+from inference.metrics import iou
 from inference.phantoms.lumbar import build_lumbar_scene
 from inference.phantoms.lumbar_render import _nearest_codes, sample_labels
 from inference.phantoms.lumbar_tissue import axial_label_table
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = int((a | b).sum())
-    return float((a & b).sum() / union) if union else float("nan")
 
 
 def main(first: int, stop: int) -> None:
@@ -44,9 +40,9 @@ def main(first: int, stop: int) -> None:
             a, b = np.array(old), np.array(new)
             if not a.any():
                 continue
-            k = int(np.argmax(a.sum(axis=(1, 2))))  # the reference's slice of maximal herniation
-            stack_ious.append(_iou(a, b))
-            slice_ious.append(_iou(a[k], b[k]))
+            k = int(np.argmax(a.sum(axis=(1, 2))))  # the old reference's slice of largest herniation area
+            stack_ious.append(iou(a, b))
+            slice_ious.append(iou(a[k], b[k]))
             print(f"seed {seed} {level}: size {scene.herniations[level].size}, stack IoU {stack_ious[-1]:.3f}", flush=True)
     s, k = np.array(stack_ious), np.array(slice_ious)
     print(f"{len(s)} herniations: stack IoU mean {s.mean():.3f} (min {s.min():.3f}), "

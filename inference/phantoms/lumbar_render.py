@@ -220,8 +220,8 @@ def sample_labels(
                 weights=w_c.reshape(-1)[pix],
                 minlength=n * pix.size,
             )
-        out.reshape(-1)[pix] = np.argmax(score.reshape(n, pix.size), axis=0).astype(np.uint8)
-    return out.reshape(plane.shape).astype(np.uint8)
+        out.reshape(-1)[pix] = np.argmax(score.reshape(n, pix.size), axis=0)
+    return out
 
 
 def _corner_labels(
