@@ -166,6 +166,32 @@ def segmentation_loss(
     return loss_fn
 
 
+#: settings a resumed run must share with its checkpoint: the network, the grid and patch its
+#: slices are drawn at, and the steps per epoch the schedule's position is counted in (the
+#: number of epochs may grow: the run then goes on further)
+RESUME_KEYS = ("channels", "pixdim", "patch", "steps_per_epoch")
+
+
+def _check_resumable(checkpoint: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse to continue a checkpoint under settings that would silently train something else."""
+    now = asdict(cfg)
+    changed = [
+        f"{key} {_plain(saved[key])} -> {_plain(now[key])}"
+        for key in RESUME_KEYS
+        if key in saved and _plain(saved[key]) != _plain(now[key])
+    ]
+    if changed:
+        raise ValueError(
+            f"{checkpoint} was written with other settings ({'; '.join(changed)}): resume with the "
+            "checkpoint's settings, or start a new run from it with --init"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare alike (the checkpoint keeps what ``asdict`` gave)."""
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
 def train(
     slices: Sequence[dict[str, Any]],
     cfg: TrainConfig,
@@ -224,6 +250,7 @@ def train(
     first_epoch, epoch_losses, step_losses = 0, [], []
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
+        _check_resumable(checkpoint, state.get("config", {}), cfg)
         network.load_state_dict(state["state_dict"])
         optimiser.load_state_dict(state["optimizer"])
         first_epoch = int(state["epoch"]) + 1

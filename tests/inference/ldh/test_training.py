@@ -56,6 +56,18 @@ def test_resume_continues_from_checkpoint(tmp_path: Path) -> None:
     assert torch.load(ck, weights_only=False)["epoch"] == 1
 
 
+@pytest.mark.parametrize("change", [{"pixdim": 0.75}, {"patch": (32, 32)}, {"steps_per_epoch": 3}])
+def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path: Path, change: dict[str, object]) -> None:
+    """A checkpoint continued at another grid, patch or epoch length would silently train something else."""
+    ck = tmp_path / "ck.pt"
+    slices = toy_slices(6, 1)
+    train(slices, tiny_config(epochs=1, steps_per_epoch=2), progress=False, checkpoint=ck)
+    key = next(iter(change))
+    with pytest.raises(ValueError, match=f"other settings \\({key} "):
+        train(slices, tiny_config(epochs=2, **{"steps_per_epoch": 2, **change}), progress=False, checkpoint=ck, resume=True)
+    assert torch.load(ck, weights_only=False)["epoch"] == 0  # the checkpoint is left as it was
+
+
 def test_saved_weights_load_and_are_checked(tmp_path: Path) -> None:
     result = train(toy_slices(4, 2), tiny_config(epochs=1, steps_per_epoch=1), progress=False)
     weights = tmp_path / "ldh.pt"
