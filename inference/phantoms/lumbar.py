@@ -98,6 +98,9 @@ class LumbarScene:
     grid: VolumeGrid
     tissue: np.ndarray
     herniations: dict[str, HerniationPlan]
+    #: the axial series' label slices per stack (stack order), as last checked against the
+    #: herniation plans; ``None`` when the last redraw was not checked again (labels are sampled anew)
+    axial_labels: tuple[np.ndarray, ...] | None = None
 
 
 def _posture(rng: np.random.Generator) -> np.ndarray:
@@ -228,6 +231,9 @@ def build_lumbar_scene(
         stacks = axial_label_stacks(scene)
         wrong = [lv for lv in AXIAL_LEVELS if not _reads_as_drawn(*stacks[lv], hplans[lv])]
         if not wrong:
+            axial = next(p for p in scene.plans if p.role == "ax_t2")
+            if len(stacks) == len(axial.stacks):  # one stack per level: the generator reuses them
+                scene.axial_labels = tuple(labels for labels, _ in stacks.values())
             break
         for level in wrong:
             index = AXIAL_LEVELS.index(level)
@@ -364,9 +370,12 @@ def generate_lumbar_study(
         for stack_index, (stack, level) in enumerate(zip(plan.stacks, plan.levels)):
             pixels = render_stack(tissue, grid, signal_volumes[plan.weighting], contrasts[plan.weighting],
                                   stack, app, noise)
-            labels = np.stack(
-                [sample_labels(tissue, grid, p, tables[plan.role], stack.thickness) for p in stack.planes]
-            )
+            if plan.role == "ax_t2" and scene.axial_labels is not None:
+                labels = scene.axial_labels[stack_index]  # sampled by the scene's last check
+            else:
+                labels = np.stack(
+                    [sample_labels(tissue, grid, p, tables[plan.role], stack.thickness) for p in stack.planes]
+                )
             first = stack.planes[0]
             write_mr_series(
                 folder, pixels,

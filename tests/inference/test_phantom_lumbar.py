@@ -91,6 +91,18 @@ def test_same_seed_same_bytes(study: Path, tmp_path: Path) -> None:
         assert (study / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
+def test_saved_axial_labels_are_those_the_scene_checked(study: Path, truth: dict[str, Any]) -> None:
+    """The generator reuses the labels of the scene's last redraw check: they must be a fresh sampling's."""
+    scene = build_lumbar_scene(SEED)
+    assert scene.axial_labels is not None
+    fresh = axial_label_stacks(scene)
+    assert len(scene.axial_labels) == len(fresh)
+    for kept, (labels, _) in zip(scene.axial_labels, fresh.values()):
+        np.testing.assert_array_equal(kept, labels)
+    with np.load(study / truth["series"]["ax_t2"]["labels"]) as npz:
+        np.testing.assert_array_equal(npz["labels"], np.concatenate(scene.axial_labels))
+
+
 def test_different_seeds_differ() -> None:
     a = build_lumbar_scene(SEED, roles=("ax_t2",))
     b = build_lumbar_scene(SEED + 1, roles=("ax_t2",))
