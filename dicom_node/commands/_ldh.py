@@ -44,6 +44,16 @@ def _pixdim(text: str) -> float:
     return value
 
 
+def _context(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number of slices, got {text!r}") from exc
+    if not 0 <= value <= 2:
+        raise argparse.ArgumentTypeError(f"--context {text} is outside 0-2 slices either side")
+    return value
+
+
 def _phantoms(seeds: range, root: Path) -> list[Path]:
     """Lumbar phantom studies for ``seeds`` under ``root`` (made once, reused afterwards)."""
     from inference.phantoms.lumbar import generate_lumbar_study
@@ -70,6 +80,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixdim", type=_pixdim, default=1.0,
                         help="in-plane spacing (mm) the network works at (default 1; written in the card, "
                              "which the pipeline follows)")
+    parser.add_argument("--context", type=_context, default=0, metavar="N",
+                        help="neighbouring slices of the stack either side the network sees with each slice "
+                             "(0-2; default 0: 2D; written in the card, which the pipeline follows); --init "
+                             "weights of a 2D network start on the slice itself")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
@@ -93,6 +107,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from inference.ldh.data import find_studies, load_study, prepare_slices
     from inference.ldh.errors import LdhError
+    from inference.ldh.network import NETWORK_CONFIG
     from inference.ldh.training import TrainConfig, save_weights, train
     from inference.modelcard import sha256_file
 
@@ -112,13 +127,13 @@ def run_train(args: argparse.Namespace) -> int:
         n_val = int(round(len(folders) * args.val_fraction)) if len(folders) > 1 else 0
         val_folders, train_folders = folders[:n_val], folders[n_val:]
         t0 = time.perf_counter()
-        train_slices = prepare_slices([load_study(f) for f in train_folders], pixdim=args.pixdim)
-        val_slices = prepare_slices([load_study(f) for f in val_folders], pixdim=args.pixdim)
+        train_slices = prepare_slices([load_study(f) for f in train_folders], pixdim=args.pixdim, context=args.context)
+        val_slices = prepare_slices([load_study(f) for f in val_folders], pixdim=args.pixdim, context=args.context)
         print(f"{len(train_folders)} training studies ({len(train_slices)} slices), {len(val_folders)} validation "
               f"studies; prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         cfg = TrainConfig(
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-            learning_rate=args.lr, patch=(args.patch, args.patch), pixdim=args.pixdim, seed=args.seed, device=args.device, num_threads=args.threads,
+            learning_rate=args.lr, patch=(args.patch, args.patch), pixdim=args.pixdim, context=args.context, seed=args.seed, device=args.device, num_threads=args.threads,
             tip_weight=args.tip_weight, batch_dice=args.batch_dice, workers=args.workers,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None, init=str(args.init) if args.init is not None else None,
         )
@@ -143,7 +158,9 @@ def run_train(args: argparse.Namespace) -> int:
         "training": {**{k: v for k, v in vars(cfg).items() if k != "channels"}, "seconds": round(result.seconds, 1),
                      "final_loss": result.epoch_losses[-1] if result.epoch_losses else None},
         "validation_dice": result.val_dice,
-        "preprocessing": {"pixdim_mm": args.pixdim},
+        "preprocessing": {"pixdim_mm": args.pixdim, "context_slices": args.context},
+        "network": {**{k: list(v) if isinstance(v, tuple) else v for k, v in NETWORK_CONFIG.items()},
+                    "channels": list(cfg.channels), "in_channels": 1 + 2 * args.context},
     }
     if result.stopped_after_epoch is not None:
         card["training"]["stopped_after_epoch"] = result.stopped_after_epoch

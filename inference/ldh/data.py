@@ -35,6 +35,7 @@ from inference.ldh.transforms import (
     NormalizeSliced,
     ResampleToSpacingd,
     canonical_orientation,
+    stack_context,
 )
 
 __all__ = ["LabelledStudy", "find_studies", "load_study", "normalise_discs", "prepare_slices"]
@@ -171,13 +172,17 @@ def load_study(path: Path, *, with_labels: bool = True) -> LabelledStudy:
     return LabelledStudy(path=path, axial=axial, labels=labels, sagittal=sagittal, ground_truth=truth)
 
 
-def prepare_slices(studies: Sequence[LabelledStudy], pixdim: float = 1.0) -> list[dict[str, Any]]:
+def prepare_slices(studies: Sequence[LabelledStudy], pixdim: float = 1.0, context: int = 0) -> list[dict[str, Any]]:
     """Every labelled axial slice, canonically oriented, resampled to ``pixdim`` mm and normalised.
+
+    ``context`` neighbouring slices of the same stack either side come along as extra image
+    channels (:func:`~inference.ldh.transforms.stack_context`).
 
     Returns
     -------
     list of dict
-        ``{"image": (1, h, w) float32 tensor, "label": (1, h, w) uint8 tensor, "study": str}``.
+        ``{"image": (1 + 2 * context, h, w) float32 tensor, "label": (1, h, w) uint8 tensor,
+        "study": str}``.
     """
     resample = ResampleToSpacingd([IMAGE, LABEL], pixdim=pixdim, modes=("bilinear", "nearest"))
     normalise = NormalizeSliced([IMAGE])
@@ -186,10 +191,11 @@ def prepare_slices(studies: Sequence[LabelledStudy], pixdim: float = 1.0) -> lis
         for volume, labels in zip(study.axial, study.labels):
             orient = canonical_orientation(volume.row_direction, volume.column_direction)
             spacing = orient.spacing((float(volume.spacing[1]), float(volume.spacing[2])))
-            images = orient.apply(np.asarray(volume.array, dtype=np.float32))
+            images = stack_context(orient.apply(np.asarray(volume.array, dtype=np.float32)), context,
+                                   towards_head=bool(volume.affine[2, 0] >= 0))
             labs = orient.apply(labels)
             for img, lab in zip(images, labs):
-                d = resample({IMAGE: torch.from_numpy(img[None].copy()), LABEL: torch.from_numpy(lab[None].astype(np.float32)), SPACING: spacing})
+                d = resample({IMAGE: torch.from_numpy(img), LABEL: torch.from_numpy(lab[None].astype(np.float32)), SPACING: spacing})
                 d = normalise(d)
                 out.append(
                     {

@@ -40,6 +40,7 @@ from inference.ldh.transforms import (
     canonical_orientation,
     inference_transforms,
     resample_back,
+    stack_context,
 )
 from inference.modelcard import ModelCard, WeightsError, bundled_weights, load_weights
 from inference.msu import MsuError, MsuMeasurement, measure_msu, select_max_slice
@@ -60,8 +61,14 @@ def load_network(weights: Path | None = None, device: str | torch.device = "cpu"
     """
     path = weights if weights is not None else bundled_weights("ldh")
     state, card = load_weights(path, map_location="cpu")
-    channels = card.extra.get("network", {}).get("channels")
-    network = build_network(tuple(channels) if channels else None)
+    config = card.extra.get("network", {})
+    channels = config.get("channels")
+    in_channels = int(config.get("in_channels", 1))
+    context = int(card.extra.get("preprocessing", {}).get("context_slices", 0))
+    if in_channels != 1 + 2 * context:
+        raise WeightsError(f"card of {path}: a network of {in_channels} input channels cannot see "
+                           f"{context} neighbouring slices either side (1 + 2 x context channels)")
+    network = build_network(tuple(channels) if channels else None, in_channels=in_channels)
     try:
         network.load_state_dict(state.get("state_dict", state))
     except RuntimeError as exc:
@@ -103,7 +110,7 @@ class LdhPipeline:
     Parameters
     ----------
     network
-        Any module mapping ``(N, 1, h, w)`` to ``(N, 7, h, w)`` logits (a stub in tests).
+        Any module mapping ``(N, 1 + 2 * context, h, w)`` to ``(N, 7, h, w)`` logits (a stub in tests).
     card
         Model card of the weights (named in every result), or ``None`` for an untrained or stub network.
     device
@@ -127,6 +134,10 @@ class LdhPipeline:
     pixdim
         In-plane spacing (mm) the network works at, the one it was trained at: from the card's
         ``preprocessing.pixdim_mm`` with :meth:`from_weights` (cards without it: 1 mm).
+    context
+        Neighbouring slices of the stack either side that the network sees with each slice
+        (its input has ``1 + 2 * context`` channels): from the card's
+        ``preprocessing.context_slices`` with :meth:`from_weights` (cards without it: 0, 2D).
     """
 
     def __init__(
@@ -142,6 +153,7 @@ class LdhPipeline:
         herniation_threshold: float | None = None,
         link_slices: bool = True,
         pixdim: float = TARGET_SPACING,
+        context: int = 0,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device)
@@ -157,6 +169,9 @@ class LdhPipeline:
         if not self.pixdim > 0:
             raise ValueError(f"the network's grid must be a positive spacing in mm, not {pixdim!r}")
         self._transforms = inference_transforms(self.pixdim)
+        if context < 0:
+            raise ValueError(f"context must be 0 or more neighbouring slices, not {context!r}")
+        self.context = int(context)
 
     @classmethod
     def from_weights(
@@ -166,7 +181,8 @@ class LdhPipeline:
 
         ``flip_tta`` ``None`` takes the card's ``preprocessing.flip_tta`` (cards without it: off);
         it is ignored when an ``inferer`` is passed. The network's grid is the card's
-        ``preprocessing.pixdim_mm`` (1 mm without it).
+        ``preprocessing.pixdim_mm`` (1 mm without it), its context ``preprocessing.context_slices``
+        (0 without it).
         """
         dev = select_device(device)
         network, card = load_network(weights, dev)
@@ -176,6 +192,7 @@ class LdhPipeline:
         preprocessing = card.extra.get("preprocessing", {})
         tta = bool(preprocessing.get("flip_tta", False)) if flip_tta is None else flip_tta
         kwargs.setdefault("pixdim", float(preprocessing.get("pixdim_mm", TARGET_SPACING)))
+        kwargs.setdefault("context", int(preprocessing.get("context_slices", 0)))
         kwargs.setdefault("inferer", LdhInferer(flip_tta=tta))
         return cls(network, card=card, device=dev, **kwargs)
 
@@ -212,7 +229,8 @@ class LdhPipeline:
         spacing_native = (float(volume.spacing[1]), float(volume.spacing[2]))
         spacing = orient.spacing(spacing_native)
         canonical = orient.apply(array)
-        items = [self._transforms({IMAGE: torch.from_numpy(s[None].copy()), SPACING: spacing}) for s in canonical]
+        inputs = stack_context(canonical, self.context, towards_head=bool(volume.affine[2, 0] >= 0))
+        items = [self._transforms({IMAGE: torch.from_numpy(s), SPACING: spacing}) for s in inputs]
         batch = torch.stack([torch.as_tensor(d[IMAGE]) for d in items]).to(self.device)
         probabilities = self.inferer(batch, self.network)
         canonical_probs = resample_back(probabilities, canonical.shape[1:]).cpu().numpy()

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from inference.labels import AxialLabel
 from inference.ldh.inferer import LdhInferer
-from inference.ldh.network import NETWORK_CONFIG, build_network
+from inference.ldh.network import NETWORK_CONFIG, build_network, widen_input
 from inference.ldh.transforms import IMAGE, LABEL, PATCH, TARGET_SPACING, train_transforms
 from inference.modelcard import write_card
 from inference.runtime import batch_stream, seed_everything, select_device
@@ -44,6 +44,9 @@ class TrainConfig:
     #: in-plane spacing (mm) of the prepared slices, the network's grid (recorded, not applied here:
     #: :func:`inference.ldh.data.prepare_slices` resamples)
     pixdim: float = TARGET_SPACING
+    #: neighbouring slices either side in the network's input (recorded and used for the network's
+    #: input channels; :func:`inference.ldh.data.prepare_slices` stacks them)
+    context: int = 0
     seed: int = 0
     device: str = "auto"
     num_threads: int = 2
@@ -166,10 +169,10 @@ def segmentation_loss(
     return loss_fn
 
 
-#: settings a resumed run must share with its checkpoint: the network, the grid and patch its
+#: settings a resumed run must share with its checkpoint: the network and its input, the grid and patch its
 #: slices are drawn at, and the steps per epoch the schedule's position is counted in (the
 #: number of epochs may grow: the run then goes on further)
-RESUME_KEYS = ("channels", "pixdim", "patch", "steps_per_epoch")
+RESUME_KEYS = ("channels", "context", "pixdim", "patch", "steps_per_epoch")
 
 
 def _check_resumable(checkpoint: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
@@ -226,12 +229,12 @@ def train(
         torch.set_num_threads(max(1, cfg.num_threads))
     seed_everything(cfg.seed, deterministic=device.type == "cpu")
     rng = np.random.default_rng(cfg.seed)
-    network = build_network(cfg.channels)
+    network = build_network(cfg.channels, in_channels=1 + 2 * cfg.context)
     if cfg.init is not None and not (resume and checkpoint is not None and checkpoint.is_file()):
-        try:
-            network.load_state_dict(initial_state(Path(cfg.init)))
+        try:  # a 2D network's weights start a 2.5D one on the slice itself (widen_input)
+            network.load_state_dict(widen_input(initial_state(Path(cfg.init)), network))
         except RuntimeError as exc:
-            raise ValueError(f"{cfg.init} does not fit the network (channels {cfg.channels}): {exc}") from exc
+            raise ValueError(f"{cfg.init} does not fit the network (channels {cfg.channels}, context {cfg.context}): {exc}") from exc
         logger.info("initialised from %s", cfg.init)
     network = network.to(device)
     optimiser = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)

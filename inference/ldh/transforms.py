@@ -52,6 +52,7 @@ __all__ = [
     "canonical_orientation",
     "inference_transforms",
     "resample_back",
+    "stack_context",
     "train_transforms",
 ]
 
@@ -114,6 +115,36 @@ def canonical_orientation(row_direction: Sequence[float], column_direction: Sequ
     if transpose:
         row, col = col, row
     return SliceOrientation(transpose=bool(transpose), flip_rows=bool(col[1] < 0), flip_cols=bool(row[0] < 0))
+
+
+def stack_context(slices: np.ndarray, context: int = 0, *, towards_head: bool = True) -> np.ndarray:
+    """Each slice of a stack with its ``context`` neighbours either side, as channels.
+
+    Parameters
+    ----------
+    slices
+        ``(n, rows, cols)``: one stack, slices in their geometric order.
+    context
+        Neighbours each side (0: the slices alone, as a channel axis).
+    towards_head
+        Whether the slice index increases towards the patient's head
+        (LPS z); the channels always run from the feet to the head, whichever way the scanner
+        numbered the slices (``volume.affine[2, 0] >= 0``: the slice step points up).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 1 + 2 * context, rows, cols)``, the slice itself in the middle channel; past the
+        stack's ends its first or last slice is repeated.
+    """
+    if context < 0:
+        raise ValueError(f"context must be 0 or more slices, not {context}")
+    n = slices.shape[0]
+    offsets = np.arange(-context, context + 1)
+    if not towards_head:
+        offsets = offsets[::-1]
+    index = np.clip(np.arange(n)[:, None] + offsets[None, :], 0, n - 1)
+    return np.ascontiguousarray(slices[index])
 
 
 def _resize(tensor: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

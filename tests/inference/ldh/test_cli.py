@@ -70,3 +70,13 @@ def test_train_pixdim_argument() -> None:
     for bad in ("0", "-1", "fine", "50"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--pixdim", bad])
+
+
+def test_train_context_argument() -> None:
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    assert parser.parse_args([]).context == 0  # 2D: the input of every card without preprocessing.context_slices
+    assert parser.parse_args(["--context", "1"]).context == 1
+    for bad in ("-1", "3", "one"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--context", bad])

@@ -204,3 +204,50 @@ def test_the_pipeline_works_at_the_grid_the_card_names(tmp_path: Path, pixdim: f
     assert tuple(item[IMAGE].shape[-2:]) == (round(40 / expected), round(48 / expected))
     with pytest.raises(ValueError, match="positive spacing"):
         LdhPipeline(result.network, pixdim=0.0)
+
+
+def test_a_2d_network_widened_to_25d_starts_as_it_was() -> None:
+    """``--context 1 --init <2D weights>``: the neighbours' channels start at zero weight."""
+    from inference.ldh.network import build_network, widen_input
+
+    torch.manual_seed(0)
+    flat = build_network((8, 16, 32)).eval()
+    wide = build_network((8, 16, 32), in_channels=3)
+    wide.load_state_dict(widen_input(flat.state_dict(), wide))
+    wide.eval()
+    x = torch.rand(2, 1, 64, 64)
+    neighbours = torch.rand(2, 2, 64, 64)  # whatever the neighbouring slices hold
+    with torch.no_grad():
+        torch.testing.assert_close(wide(torch.cat([neighbours[:, :1], x, neighbours[:, 1:]], 1)), flat(x))
+    with pytest.raises(ValueError, match="odd"):
+        build_network((8, 16, 32), in_channels=2)
+
+
+def test_a_25d_run_from_2d_weights_trains_and_the_pipeline_follows_its_card(tmp_path: Path) -> None:
+    """Three-channel slices (a slice and its neighbours) train from 2D weights; the card drives the pipeline."""
+    from inference.ldh.pipeline import LdhPipeline
+    from tests.inference.ldh.conftest import make_stack
+
+    flat = train(toy_slices(4, 6), tiny_config(epochs=1, steps_per_epoch=1), progress=False)
+    init = tmp_path / "flat.pt"
+    save_weights(flat.network, init, {"name": "ldh", "version": "2d", "network": {"channels": [8, 16, 32]}})
+    slices = [{"image": s["image"].repeat(3, 1, 1), "label": s["label"]} for s in toy_slices(8, 7)]
+    cfg = tiny_config(epochs=1, steps_per_epoch=3, context=1, init=str(init))
+    result = train(slices, cfg, progress=False, checkpoint=tmp_path / "ck.pt")
+    assert all(np.isfinite(result.step_losses)) and len(result.step_losses) == 3
+    weights = tmp_path / "ldh.pt"
+    card: dict[str, object] = {"name": "ldh", "version": "25d", "preprocessing": {"context_slices": 1},
+                               "network": {"channels": [8, 16, 32], "in_channels": 3}}
+    save_weights(result.network, weights, card)
+    pipe = LdhPipeline.from_weights(weights, device="cpu", use_level_finder=False)
+    assert pipe.context == 1
+    labels, p_hern = pipe.segment_stack(make_stack(np.stack([labelled_slice(6)] * 3), 0.0))
+    assert labels.shape == p_hern.shape == (3, 100, 100)
+    # a card whose input does not fit its context is refused before anything runs
+    card["preprocessing"] = {"context_slices": 2}
+    save_weights(result.network, weights, card)
+    with pytest.raises(WeightsError, match="3 input channels"):
+        load_network(weights)
+    # resuming the 2.5D checkpoint as 2D would train another network
+    with pytest.raises(ValueError, match="context 1 -> 0"):
+        train(slices, tiny_config(epochs=2, steps_per_epoch=3), progress=False, checkpoint=tmp_path / "ck.pt", resume=True)

@@ -82,3 +82,21 @@ def test_stack_order_levels_lowest_is_l5_s1() -> None:
     assert all(x.method == "stack_order" and "inferred" in x.warnings[0] for lv in levels for x in lv)
     many = [make_stack(np.stack([labelled_slice()]), 10.0 * i) for i in range(7)]
     assert stack_order_levels(many)[6][0].level is None  # above T12/L1
+
+
+def test_stack_context_stacks_neighbours_feet_to_head_and_repeats_the_ends() -> None:
+    from inference.ldh.transforms import stack_context
+
+    stack = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 3), np.float32)  # slice k holds k
+    alone = stack_context(stack, 0)
+    assert alone.shape == (4, 1, 2, 3) and np.array_equal(alone[:, 0], stack)
+    up = stack_context(stack, 1)
+    assert up.shape == (4, 3, 2, 3)
+    assert [list(up[k, :, 0, 0]) for k in range(4)] == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+    # slices numbered from the head down: the channels still run feet to head (the slice in the middle)
+    down = stack_context(stack, 1, towards_head=False)
+    assert [list(down[k, :, 0, 0]) for k in range(4)] == [[1, 0, 0], [2, 1, 0], [3, 2, 1], [3, 3, 2]]
+    two = stack_context(stack[:1], 2)
+    assert two.shape == (1, 5, 2, 3) and not two.any()  # a one-slice stack repeats itself
+    with pytest.raises(ValueError, match="context"):
+        stack_context(stack, -1)
