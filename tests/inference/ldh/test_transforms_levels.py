@@ -100,3 +100,28 @@ def test_stack_context_stacks_neighbours_feet_to_head_and_repeats_the_ends() -> 
     assert two.shape == (1, 5, 2, 3) and not two.any()  # a one-slice stack repeats itself
     with pytest.raises(ValueError, match="context"):
         stack_context(stack, -1)
+
+
+def test_prepared_training_slices_carry_their_neighbours_feet_to_head() -> None:
+    """``prepare_slices(context=1)``: the channels run feet to head whichever way the stack is numbered."""
+    from pathlib import Path
+
+    from inference.labels import AxialLabel
+    from inference.ldh.data import LabelledStudy, prepare_slices
+
+    labels = np.stack([labelled_slice(depth) for depth in (0, 4, 8)])  # k runs caudally in make_stack
+    stack = make_stack(labels, 0.0)
+    study = LabelledStudy(Path("s"), [stack], [labels], None, {})
+    flat = prepare_slices([study], pixdim=1.0)
+    wide = prepare_slices([study], pixdim=1.0, context=1)
+    assert [tuple(s["image"].shape) for s in flat] == [(1, 100, 100)] * 3
+    assert [tuple(s["image"].shape) for s in wide] == [(3, 100, 100)] * 3
+    for f, w in zip(flat, wide):
+        assert torch.equal(f["label"], w["label"])
+    # row 52, column 49 is herniation on k = 1 and k = 2 (4 and 8 rows of it) and sac-side background
+    # on k = 0. k runs towards the feet here, so the middle slice's channels are (k = 2, 1, 0)
+    assert labels[0][52, 49] != AxialLabel.HERNIATION == labels[1][52, 49] == labels[2][52, 49]
+    middle = wide[1]["image"][:, 52, 49]
+    assert middle[0] == middle[1] != middle[2], middle
+    first = wide[0]["image"][:, 52, 49]  # k = 0, the top of the stack: its head-ward neighbour repeats it
+    assert first[1] == first[2] != first[0], first
