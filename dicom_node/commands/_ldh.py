@@ -15,6 +15,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +35,23 @@ def _seed_range(text: str) -> range:
     return range(start, stop)
 
 
-def _pixdim(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a spacing in mm, got {text!r}") from exc
-    if not 0.1 <= value <= 5.0:
-        raise argparse.ArgumentTypeError(f"--pixdim {text} mm is outside 0.1-5 mm")
-    return value
+def _within(flag: str, convert: Callable[[str], float], low: float, high: float, unit: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)`` refused outside ``low``-``high`` (inclusive)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected {unit}, got {text!r}") from exc
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} {text} is outside {low:g}-{high:g} ({unit})")
+        return value
+
+    return parse
 
 
-def _context(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a number of slices, got {text!r}") from exc
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"--context {text} is outside 0-2 slices either side")
-    return value
+_pixdim = _within("--pixdim", float, 0.1, 5.0, "a spacing in mm")
+_context = _within("--context", int, 0, 2, "a number of slices either side")
 
 
 def _phantoms(seeds: range, root: Path) -> list[Path]:
