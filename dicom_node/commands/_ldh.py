@@ -50,6 +50,16 @@ def _within(flag: str, convert: Callable[[str], float], low: float, high: float,
     return parse
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected filters per level, e.g. 16,32,64,128, got {text!r}") from exc
+    if len(values) < 2 or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"--channels {text}: at least two levels of one or more filters")
+    return values
+
+
 _pixdim = _within("--pixdim", float, 0.1, 5.0, "a spacing in mm")
 _context = _within("--context", int, 0, 2, "a number of slices either side")
 
@@ -80,6 +90,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixdim", type=_pixdim, default=1.0,
                         help="in-plane spacing (mm) the network works at (default 1; written in the card, "
                              "which the pipeline follows)")
+    parser.add_argument("--channels", type=_channels, default=None, metavar="C1,C2,...",
+                        help="filters per U-Net level (default: the bundled weights' 16,32,64,128; written in "
+                             "the card, which the pipeline follows)")
     parser.add_argument("--context", type=_context, default=0, metavar="N",
                         help="neighbouring slices of the stack either side the network sees with each slice "
                              "(0-2; default 0: 2D; written in the card, which the pipeline follows); --init "
@@ -133,7 +146,8 @@ def run_train(args: argparse.Namespace) -> int:
               f"studies; prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         cfg = TrainConfig(
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-            learning_rate=args.lr, patch=(args.patch, args.patch), pixdim=args.pixdim, context=args.context, seed=args.seed, device=args.device, num_threads=args.threads,
+            learning_rate=args.lr, patch=(args.patch, args.patch), pixdim=args.pixdim, context=args.context, seed=args.seed,
+            **({"channels": args.channels} if args.channels is not None else {}), device=args.device, num_threads=args.threads,
             tip_weight=args.tip_weight, batch_dice=args.batch_dice, workers=args.workers,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None, init=str(args.init) if args.init is not None else None,
         )
@@ -160,7 +174,8 @@ def run_train(args: argparse.Namespace) -> int:
         "validation_dice": result.val_dice,
         "preprocessing": {"pixdim_mm": args.pixdim, "context_slices": args.context},
         "network": {**{k: list(v) if isinstance(v, tuple) else v for k, v in NETWORK_CONFIG.items()},
-                    "channels": list(cfg.channels), "in_channels": 1 + 2 * args.context},
+                    "channels": list(cfg.channels), "strides": [2] * (len(cfg.channels) - 1),
+                    "in_channels": 1 + 2 * args.context},
     }
     if result.stopped_after_epoch is not None:
         card["training"]["stopped_after_epoch"] = result.stopped_after_epoch

@@ -80,3 +80,13 @@ def test_train_context_argument() -> None:
     for bad in ("-1", "3", "one"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--context", bad])
+
+
+def test_train_channels_argument() -> None:
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    assert parser.parse_args([]).channels is None  # the bundled architecture
+    assert parser.parse_args(["--channels", "32,64,128,256"]).channels == (32, 64, 128, 256)
+    for bad in ("32", "32,x", "32,0"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--channels", bad])
