@@ -4,12 +4,13 @@
 disc), angled differently per disc and often with gaps, and the MSU rule is read
 on single slices; the first weights were 2D. But the slices either side of the
 slice of maximal herniation hold its material in only part of their 3-4 mm
-(partial volume): faint on the slice alone, where the neighbouring slice shows
-it plainly. So the network can take each slice with ``context`` neighbours
+(partial volume), faint on the slice alone; the neighbouring slice may show
+where it is. So the network can take each slice with ``context`` neighbours
 either side in the same stack as extra input channels
 (:func:`inference.ldh.transforms.stack_context`; the stack's ends repeat their
 slice), recorded in the model card (``network.in_channels``,
-``preprocessing.context_slices``); docs/ldh.md measures what it changes. Either
+``preprocessing.context_slices``); on the phantoms it gained
+little (docs/ldh.md), and the bundled weights are 2D. Either
 way it stays a 2D network: training on two CPU cores within minutes, inference
 well under a second per study.
 """
