@@ -10,12 +10,13 @@ files instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tip-weight", type=float, default=0.0,
                         help="herniation pixels next to the dural sac count 1 + this in the cross-entropy (default 0)")
     parser.add_argument("--batch-dice", action="store_true", help="Dice pooled over the batch instead of per patch")
+    parser.add_argument("--soft-labels", action="store_true",
+                        help="train on each class's share of every pixel's area on the --pixdim grid, not the label "
+                             "nearest its centre (keeps the boundaries the resampling would round to whole pixels)")
+    parser.add_argument("--dice-weight", type=float, default=1.0, help="weight of the Dice term beside the cross-entropy (default 1)")
     parser.add_argument("--version", default="0.1.0", help="version written in the model card")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -140,7 +145,8 @@ def run_train(args: argparse.Namespace) -> int:
         n_val = int(round(len(folders) * args.val_fraction)) if len(folders) > 1 else 0
         val_folders, train_folders = folders[:n_val], folders[n_val:]
         t0 = time.perf_counter()
-        train_slices = prepare_slices([load_study(f) for f in train_folders], pixdim=args.pixdim, context=args.context)
+        train_slices = prepare_slices([load_study(f) for f in train_folders], pixdim=args.pixdim, context=args.context,
+                                      soft=args.soft_labels)
         val_slices = prepare_slices([load_study(f) for f in val_folders], pixdim=args.pixdim, context=args.context)
         print(f"{len(train_folders)} training studies ({len(train_slices)} slices), {len(val_folders)} validation "
               f"studies; prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -148,7 +154,8 @@ def run_train(args: argparse.Namespace) -> int:
             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
             learning_rate=args.lr, patch=(args.patch, args.patch), pixdim=args.pixdim, context=args.context, seed=args.seed,
             **({"channels": args.channels} if args.channels is not None else {}), device=args.device, num_threads=args.threads,
-            tip_weight=args.tip_weight, batch_dice=args.batch_dice, workers=args.workers,
+            tip_weight=args.tip_weight, batch_dice=args.batch_dice, soft_labels=args.soft_labels,
+            dice_weight=args.dice_weight, workers=args.workers,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None, init=str(args.init) if args.init is not None else None,
         )
         result = train(
@@ -206,17 +213,44 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--predictions", type=Path, default=None, help="write the model's label files here")
     parser.add_argument("--json", type=Path, default=None, help="write the metrics as JSON here")
+    parser.add_argument("--per-case", action="store_true",
+                        help="also list every disc level: reference and model grade and zone, herniation IoU over "
+                             "the stack and on the slice of maximal herniation (and put them in --json as 'cases')")
     parser.add_argument("--rater-a", type=Path, default=None, help="reference label file(s): compare two raters, no model")
     parser.add_argument("--rater-b", type=Path, default=None, help="second rater's label file(s)")
 
 
-def _print_report(report: Any, title: str, args: argparse.Namespace) -> None:
+def _print_report(report: Any, title: str, args: argparse.Namespace, cases: Sequence[Any] = ()) -> None:
     from inference.ldh.evaluation import format_report
 
     print(format_report(report, title))
+    data = report.as_dict()
+    if getattr(args, "per_case", False):
+        print(_format_cases(cases, args.iou_threshold))
+        data["cases"] = [dataclasses.asdict(case) for case in cases]
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _format_cases(cases: Sequence[Any], iou_threshold: float) -> str:
+    """One line per disc level; ``*`` marks a grade or zone read otherwise, or a herniation missed."""
+    lines = ["", "per level (the model, or rater B, against the reference; * grade or zone differ, or the herniation's "
+                 "IoU is under the threshold)",
+             f"{'study':24s} {'level':6s} {'reference':10s} {'model':10s} {'stack IoU':>9s} {'slice IoU':>9s}"]
+
+    def read(size: int, zone: str) -> str:
+        return "none" if size == 0 else f"{size}-{zone}"
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for c in cases:
+        missed = c.ref_size > 0 and c.iou is not None and c.iou < iou_threshold
+        flag = "*" if missed or (c.ref_size, c.ref_zone) != (c.pred_size, c.pred_zone) else " "
+        lines.append(f"{c.study:24s} {c.level:6s} {read(c.ref_size, c.ref_zone):10s} {read(c.pred_size, c.pred_zone):10s} "
+                     f"{number(c.iou):>9s} {number(c.slice_iou):>9s} {flag}")
+    return "\n".join(lines)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -242,7 +276,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 return 2
             cases = cases_from_labels(read_label_files(args.rater_a), read_label_files(args.rater_b))
             report = summarise(cases, iou_threshold=args.iou_threshold, n_boot=args.bootstrap)
-            _print_report(report, f"LDH agreement: {args.rater_b} against {args.rater_a}", args)
+            _print_report(report, f"LDH agreement: {args.rater_b} against {args.rater_a}", args, cases)
             return 0
         torch.set_num_threads(max(1, args.threads))
         pipeline = LdhPipeline.from_weights(
@@ -271,10 +305,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     (args.predictions / f"{folder.name}.json").write_text(
                         json.dumps(result_to_labels(result, uid), indent=2) + "\n", encoding="utf-8"
                     )
-        report = summarise(iter_cases(per_study), iou_threshold=args.iou_threshold, n_boot=args.bootstrap)
+        cases = iter_cases(per_study)
+        report = summarise(cases, iou_threshold=args.iou_threshold, n_boot=args.bootstrap)
         card = pipeline.card
         name = f"{card.name} {card.version} (sha256 {card.sha256[:12]}...)" if card else "untrained"
-        _print_report(report, f"LDH evaluation of {name}", args)
+        _print_report(report, f"LDH evaluation of {name}", args, cases)
         print(f"\npipeline time per study: mean {sum(seconds) / len(seconds):.2f} s over {len(seconds)} studies")
         if card is not None and card.synthetic:
             print(card.notice)

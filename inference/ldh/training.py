@@ -59,6 +59,12 @@ class TrainConfig:
     #: Dice pooled over the batch instead of per patch (a class absent from a patch then adds no
     #: loss of 1 that pushes its probabilities to zero everywhere)
     batch_dice: bool = False
+    #: train on each class's share of every pixel's area on the network's grid instead of the label
+    #: nearest its centre (see :func:`inference.ldh.data.prepare_slices`; the slices must be
+    #: prepared with ``soft=True``)
+    soft_labels: bool = False
+    #: weight of the Dice term beside the cross-entropy (1: DiceCE as before)
+    dice_weight: float = 1.0
     #: weights file or checkpoint the network starts from (fine-tuning); ``None`` = from scratch
     init: str | None = None
     #: background processes drawing the augmented batches (0: in-process, deterministic; on a GPU
@@ -92,18 +98,21 @@ def _batches(
     """
 
     def make_draw(rng: np.random.Generator) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-        transform = train_transforms(patch=cfg.patch, augment=cfg.augment)
+        transform = train_transforms(patch=cfg.patch, augment=cfg.augment, soft=cfg.soft_labels)
         if seed_transforms:
             transform.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
 
         def draw() -> tuple[torch.Tensor, torch.Tensor]:
             images, labels = [], []
             for i in rng.integers(0, len(slices), size=cfg.batch_size):
-                out = transform({IMAGE: slices[int(i)][IMAGE], LABEL: slices[int(i)][LABEL].long()})
+                label = slices[int(i)][LABEL]
+                label = label.float() / 255 if cfg.soft_labels else label.long()
+                out = transform({IMAGE: slices[int(i)][IMAGE], LABEL: label})
                 sample = out[0] if isinstance(out, list) else out
                 images.append(torch.as_tensor(sample[IMAGE]))
                 labels.append(torch.as_tensor(sample[LABEL]))
-            return torch.stack(images).float(), torch.stack(labels).long()
+            batch = torch.stack(labels)
+            return torch.stack(images).float(), batch.float() if cfg.soft_labels else batch.long()
 
         return draw
 
@@ -136,9 +145,16 @@ def tip_mask(labels: torch.Tensor, reach: int) -> torch.Tensor:
 
 
 def segmentation_loss(
-    tip_weight: float = 0.0, tip_reach: int = 2, batch_dice: bool = False
+    tip_weight: float = 0.0, tip_reach: int = 2, batch_dice: bool = False, dice_weight: float = 1.0
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """DiceCE (foreground Dice + cross-entropy), with the herniation's tip weighted in the cross-entropy.
+
+    The targets are ``(N, 1, H, W)`` label values, or ``(N, C, H, W)`` float shares of each
+    pixel's area per class (soft labels): the cross-entropy then takes the shares as the target
+    distribution and the tip is found on their argmax. The Dice then squares predictions and
+    shares in its denominator (V-Net's form): the plain soft Dice is lowest when a pixel's
+    prediction is 1 wherever its share exceeds about half the Dice and 0 elsewhere, which would
+    round the shares back to whole pixels; the squared form is lowest at the shares themselves.
 
     Parameters
     ----------
@@ -149,30 +165,36 @@ def segmentation_loss(
         Pixels.
     batch_dice
         Dice pooled over the batch (per class) rather than per patch.
+    dice_weight
+        Weight of the Dice term (the cross-entropy's is 1).
 
     Returns
     -------
     callable
-        ``loss(logits (N, C, H, W), labels (N, 1, H, W))``.
+        ``loss(logits (N, C, H, W), labels (N, 1, H, W) or shares (N, C, H, W))``.
     """
-    dice_ce = DiceCELoss(
-        to_onehot_y=True, softmax=True, include_background=False, lambda_ce=1.0, lambda_dice=1.0, batch=batch_dice
+    dice_ce, dice_ce_soft = (
+        DiceCELoss(to_onehot_y=not soft, squared_pred=soft, softmax=True, include_background=False, lambda_ce=1.0,
+                   lambda_dice=dice_weight, batch=batch_dice)
+        for soft in (False, True)
     )
 
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = dice_ce(logits, labels)
+        soft = labels.shape[1] > 1
+        loss = (dice_ce_soft if soft else dice_ce)(logits, labels)
         if tip_weight > 0:
-            pixel_ce = F.cross_entropy(logits.float(), labels[:, 0], reduction="none")
-            loss = loss + tip_weight * (pixel_ce * tip_mask(labels, tip_reach)[:, 0]).mean()
+            hard = labels.argmax(dim=1, keepdim=True) if soft else labels
+            pixel_ce = F.cross_entropy(logits.float(), labels.float() if soft else labels[:, 0], reduction="none")
+            loss = loss + tip_weight * (pixel_ce * tip_mask(hard, tip_reach)[:, 0]).mean()
         return loss
 
     return loss_fn
 
 
 #: settings a resumed run must share with its checkpoint: the network and its input, the grid and patch its
-#: slices are drawn at, and the steps per epoch the schedule's position is counted in (the
-#: number of epochs may grow: the run then goes on further)
-RESUME_KEYS = ("channels", "context", "pixdim", "patch", "steps_per_epoch")
+#: slices are drawn at, the form of their labels, and the steps per epoch the schedule's position is
+#: counted in (the number of epochs may grow: the run then goes on further)
+RESUME_KEYS = ("channels", "context", "pixdim", "patch", "steps_per_epoch", "soft_labels")
 
 
 def _check_resumable(checkpoint: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
@@ -209,7 +231,9 @@ def train(
     Parameters
     ----------
     slices
-        Training slices: dicts with ``image`` ``(1, h, w)`` and ``label`` ``(1, h, w)``.
+        Training slices: dicts with ``image`` ``(1 + 2 * context, h, w)`` and ``label`` ``(1, h, w)``
+        (``cfg.soft_labels``: ``(classes, h, w)`` uint8 shares x 255, as
+        :func:`~inference.ldh.data.prepare_slices` makes them).
     cfg
         Hyper-parameters.
     val_slices
@@ -248,7 +272,7 @@ def train(
         return 0.05 + 0.95 * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    loss_fn = segmentation_loss(cfg.tip_weight, cfg.tip_reach, cfg.batch_dice)
+    loss_fn = segmentation_loss(cfg.tip_weight, cfg.tip_reach, cfg.batch_dice, cfg.dice_weight)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     first_epoch, epoch_losses, step_losses = 0, [], []
     if resume and checkpoint is not None and checkpoint.is_file():
@@ -330,7 +354,8 @@ def evaluate_slices(
     for item in slices:
         probs = inferer(torch.as_tensor(item[IMAGE])[None].to(device), network)
         pred = probs.argmax(dim=1)[0].cpu().numpy()
-        ref = torch.as_tensor(item[LABEL])[0].numpy()
+        label = torch.as_tensor(item[LABEL])
+        ref = (label.argmax(dim=0) if label.shape[0] > 1 else label[0]).numpy()
         for c in range(1, len(AxialLabel)):
             p, r = pred == c, ref == c
             inter[c] += np.logical_and(p, r).sum()

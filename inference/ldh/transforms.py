@@ -5,7 +5,8 @@ Dictionary transforms with fixed keys (MONAI style):
 ``"image"``
     ``(1, rows, cols)`` float32 slice.
 ``"label"``
-    ``(1, rows, cols)`` :class:`~inference.labels.AxialLabel` values (training only).
+    ``(1, rows, cols)`` :class:`~inference.labels.AxialLabel` values (training only), or with
+    soft labels ``(classes, rows, cols)`` shares of each pixel's area per class.
 ``"spacing"``
     ``(row spacing, column spacing)`` in mm of the slice as it is now.
 ``"native_shape"``
@@ -151,6 +152,8 @@ def _resize(tensor: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Ten
     batch = tensor.unsqueeze(0).float()
     if mode == "nearest":
         out = F.interpolate(batch, size=size, mode="nearest-exact")
+    elif mode == "area":  # the share of each new pixel's area (bilinear with anti-aliasing when shrinking)
+        out = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
     else:
         out = F.interpolate(batch, size=size, mode=mode, align_corners=False)
     return out[0]
@@ -225,12 +228,19 @@ def inference_transforms(pixdim: float = TARGET_SPACING) -> Compose:
     )
 
 
-def train_transforms(pixdim: float = TARGET_SPACING, patch: Sequence[int] = PATCH, augment: bool = True) -> Compose:
+def train_transforms(
+    pixdim: float = TARGET_SPACING, patch: Sequence[int] = PATCH, augment: bool = True, soft: bool = False
+) -> Compose:
     """Training transforms for slices already resampled and normalised (see :func:`inference_transforms`).
 
     Patches are drawn around every class (herniated material is small: it is
     sampled as often as the disc); no left-right flips, since they would swap
     the patient's sides that the facet labels carry.
+
+    ``soft``: the label is ``(classes, h, w)`` float shares of each pixel's area (see
+    :func:`inference.ldh.data.prepare_slices`): patches are centred on pixels holding any share of
+    a class, the augmentation interpolates the shares bilinearly (not nearest), and the shares
+    that padding leaves missing go to the background, so every pixel's shares sum to 1.
     """
     steps: list[Any] = [
         EnsureTyped([IMAGE, LABEL], track_meta=False),
@@ -253,7 +263,7 @@ def train_transforms(pixdim: float = TARGET_SPACING, patch: Sequence[int] = PATC
                 rotate_range=(0.3,),
                 scale_range=(0.12, 0.12),
                 translate_range=(6, 6),
-                mode=("bilinear", "nearest"),
+                mode=("bilinear", "bilinear" if soft else "nearest"),
                 padding_mode="zeros",
             ),
             RandBiasFieldd([IMAGE], prob=0.3, coeff_range=(0.0, 0.3)),
@@ -261,5 +271,20 @@ def train_transforms(pixdim: float = TARGET_SPACING, patch: Sequence[int] = PATC
             RandScaleIntensityd([IMAGE], prob=0.3, factors=0.15),
             RandGaussianNoised([IMAGE], prob=0.3, std=0.04),
         ]
-    steps.append(EnsureTyped([IMAGE, LABEL], dtype=(torch.float32, torch.long), track_meta=False))
+    if soft:
+        steps += [EnsureTyped([IMAGE, LABEL], dtype=torch.float32, track_meta=False), _FillBackgroundd([LABEL])]
+    else:
+        steps.append(EnsureTyped([IMAGE, LABEL], dtype=(torch.float32, torch.long), track_meta=False))
     return Compose(steps)
+
+
+class _FillBackgroundd(MapTransform):
+    """Give the share of a pixel's area that no class holds (zero padding) to the background."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            shares = torch.as_tensor(d[key]).clamp(0.0, 1.0)
+            shares[AxialLabel.BACKGROUND] += (1.0 - shares.sum(dim=0)).clamp(min=0.0)
+            d[key] = shares / shares.sum(dim=0, keepdim=True)
+        return d

@@ -35,6 +35,31 @@ def test_two_raters_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert metrics["grading"]["confusion_matrix"]["counts"][2][3] == 1
 
 
+def test_per_case_lists_every_level_and_marks_disagreements(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _labels(tmp_path / "a" / "s1.json", "1.1", [("L4/L5", 2, "B"), ("L5/S1", 0, None), ("L3/L4", 1, "AB")])
+    _labels(tmp_path / "b" / "s1.json", "1.1", [("L4/L5", 3, "B"), ("L5/S1", 0, None), ("L3/L4", 1, "AB")])
+    parser = argparse.ArgumentParser()
+    _ldh.add_evaluate_arguments(parser)
+    out_json = tmp_path / "m.json"
+    args = parser.parse_args(["--rater-a", str(tmp_path / "a"), "--rater-b", str(tmp_path / "b"), "--bootstrap", "5",
+                              "--per-case", "--json", str(out_json)])
+    assert _ldh.run_evaluate(args) == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("1.1 ")}
+    assert set(rows) == {"L3/L4", "L4/L5", "L5/S1"}
+    assert rows["L4/L5"].split()[2:4] == ["2-B", "3-B"] and rows["L4/L5"].rstrip().endswith("*")
+    assert rows["L3/L4"].split()[2:4] == ["1-AB", "1-AB"] and not rows["L3/L4"].rstrip().endswith("*")
+    assert rows["L5/S1"].split()[2:4] == ["none", "none"]
+    cases = json.loads(out_json.read_text())["cases"]
+    assert [(c["level"], c["ref_size"], c["pred_size"]) for c in cases] == [("L4/L5", 2, 3), ("L5/S1", 0, 0), ("L3/L4", 1, 1)]
+    # without --per-case the JSON keeps its former keys only
+    args = parser.parse_args(["--rater-a", str(tmp_path / "a"), "--rater-b", str(tmp_path / "b"), "--bootstrap", "5",
+                              "--json", str(out_json)])
+    assert _ldh.run_evaluate(args) == 0
+    assert "cases" not in json.loads(out_json.read_text())
+
+
 def test_rater_flags_go_together(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     _ldh.add_evaluate_arguments(parser)
@@ -90,3 +115,32 @@ def test_train_channels_argument() -> None:
     for bad in ("32", "32,x", "32,0"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--channels", bad])
+
+
+def test_train_soft_labels_and_dice_weight_arguments() -> None:
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    defaults = parser.parse_args([])
+    assert defaults.soft_labels is False and defaults.dice_weight == 1.0  # what every run before them did
+    args = parser.parse_args(["--soft-labels", "--dice-weight", "0.5"])
+    assert args.soft_labels is True and args.dice_weight == 0.5
+
+
+def test_train_on_a_phantom_with_soft_labels_writes_a_card_the_pipeline_loads(tmp_path: Path) -> None:
+    """One step end to end: phantom made, slices prepared as shares, weights and card written and loadable."""
+    from inference.ldh.pipeline import LdhPipeline
+
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    args = parser.parse_args([
+        "--synth-seeds", "3:5", "--synth-dir", str(tmp_path / "ph"), "--out", str(tmp_path / "run"),
+        "--soft-labels", "--dice-weight", "0.5", "--pixdim", "1.5", "--patch", "32", "--channels", "4,8",
+        "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--val-fraction", "0.5",
+        "--device", "cpu", "--threads", "1", "--no-progress",
+    ])
+    assert _ldh.run_train(args) == 0
+    card = json.loads((tmp_path / "run" / "ldh.card.json").read_text())
+    assert card["training"]["soft_labels"] is True and card["training"]["dice_weight"] == 0.5
+    assert card["training_data"]["phantom_seeds"] == [3, 5] and len(card["training_data"]["studies"]) == 1
+    pipe = LdhPipeline.from_weights(tmp_path / "run" / "ldh.pt", device="cpu", use_level_finder=False)
+    assert pipe.pixdim == 1.5 and pipe.card is not None and pipe.card.sha256 == card["sha256"]

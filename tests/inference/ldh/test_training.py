@@ -56,7 +56,7 @@ def test_resume_continues_from_checkpoint(tmp_path: Path) -> None:
     assert torch.load(ck, weights_only=False)["epoch"] == 1
 
 
-@pytest.mark.parametrize("change", [{"pixdim": 0.75}, {"patch": (32, 32)}, {"steps_per_epoch": 3}])
+@pytest.mark.parametrize("change", [{"pixdim": 0.75}, {"patch": (32, 32)}, {"steps_per_epoch": 3}, {"soft_labels": True}])
 def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path: Path, change: dict[str, object]) -> None:
     """A checkpoint continued at another grid, patch or epoch length would silently train something else."""
     ck = tmp_path / "ck.pt"
@@ -138,6 +138,56 @@ def test_tip_weight_adds_the_tip_pixels_cross_entropy() -> None:
     right = torch.nn.functional.one_hot(labels[:, 0], len(L)).permute(0, 3, 1, 2).float() * 4.0
     extra_right = float(segmentation_loss(5.0)(right, labels) - segmentation_loss(0.0)(right, labels))
     assert 0 < extra_right < expected_extra / 10
+
+
+def soft(labels: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` labels as ``(N, C, H, W)`` shares (one-hot)."""
+    return torch.nn.functional.one_hot(labels[:, 0].long(), len(L)).permute(0, 3, 1, 2).float()
+
+
+@pytest.mark.parametrize("options", [{}, {"tip_weight": 5.0}, {"tip_weight": 5.0, "batch_dice": True}])
+def test_one_hot_shares_cost_what_the_labels_cost_but_for_the_dice_denominator(options: dict[str, object]) -> None:
+    """Whole pixels as shares: the same cross-entropy and tip term; the Dice squares the predictions."""
+    labels = torch.from_numpy(np.stack([labelled_slice(6), labelled_slice(0)])[:, None].astype(np.int64))
+    logits = torch.randn(2, len(L), 100, 100, generator=torch.Generator().manual_seed(0)) * 3
+    no_dice = {**options, "dice_weight": 0.0}
+    assert float(segmentation_loss(**no_dice)(logits, soft(labels))) == pytest.approx(  # type: ignore[arg-type]
+        float(segmentation_loss(**no_dice)(logits, labels)), rel=1e-5)  # type: ignore[arg-type]
+    right = soft(labels) * 20 - 10  # confident and right: either Dice is ~0 (pooled: no class missing)
+    pooled = {**options, "batch_dice": True}
+    assert float(segmentation_loss(**pooled)(right, soft(labels))) == pytest.approx(  # type: ignore[arg-type]
+        float(segmentation_loss(**pooled)(right, labels)), abs=1e-4)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("share", [0.3, 0.6])
+@pytest.mark.parametrize("dice_weight", [0.0, 1.0, 100.0])
+def test_a_shared_pixel_is_cheapest_at_its_shares(dice_weight: float, share: float) -> None:
+    """Cross-entropy and the squared Dice on shares are both lowest where the prediction equals them.
+
+    With the Dice's weight at 100 the Dice alone decides: the plain soft Dice would round the shared
+    row to 0.05 (share 0.3) or 0.95 (share 0.6), i.e. back to whole pixels.
+    """
+    shares = torch.zeros(1, len(L), 8, 8)
+    shares[0, L.DURAL_SAC] = 1.0
+    shares[0, L.HERNIATION, :2] = 1.0  # two rows of herniation, then a row it shares with the sac
+    shares[0, L.DURAL_SAC, :2] = 0.0
+    shares[0, L.HERNIATION, 2], shares[0, L.DURAL_SAC, 2] = share, 1 - share
+    loss = segmentation_loss(dice_weight=dice_weight, batch_dice=True)
+
+    def cost(p_herniation: float) -> float:
+        probs = shares.clone().clamp(min=1e-6)
+        probs[0, L.HERNIATION, 2], probs[0, L.DURAL_SAC, 2] = p_herniation, 1 - p_herniation
+        return float(loss(probs.log(), shares))
+
+    costs = {p: cost(p) for p in (0.05, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.95)}
+    assert min(costs, key=costs.get) == share, costs  # type: ignore[arg-type]
+
+
+def test_a_short_run_on_soft_labels_learns(tmp_path: Path) -> None:
+    slices = [{**s, "label": (soft(s["label"][None])[0] * 255).to(torch.uint8)} for s in toy_slices(12, 0)]
+    result = train(slices, tiny_config(epochs=2, steps_per_epoch=7, soft_labels=True), progress=False)
+    first, last = np.mean(result.step_losses[:3]), np.mean(result.step_losses[-3:])
+    assert last < 0.85 * first, (first, last)
 
 
 def test_batch_dice_ignores_a_class_missing_from_one_patch() -> None:

@@ -125,3 +125,56 @@ def test_prepared_training_slices_carry_their_neighbours_feet_to_head() -> None:
     assert middle[0] == middle[1] != middle[2], middle
     first = wide[0]["image"][:, 52, 49]  # k = 0, the top of the stack: its head-ward neighbour repeats it
     assert first[1] == first[2] != first[0], first
+
+
+def test_soft_labels_keep_the_share_of_each_coarse_pixel_that_nearest_rounds_away() -> None:
+    """``prepare_slices(soft=True)``: per class the share of each new pixel's area, in 1/255 steps."""
+    from pathlib import Path
+
+    from inference.labels import AxialLabel
+    from inference.ldh.data import LabelledStudy, prepare_slices
+
+    labels = np.stack([labelled_slice(depth) for depth in (3, 5)])  # 1 mm pixels
+    study = LabelledStudy(Path("s"), [make_stack(labels, 0.0)], [labels], None, {})
+    hard = prepare_slices([study], pixdim=2.0)
+    soft = prepare_slices([study], pixdim=2.0, soft=True)
+    assert [tuple(s["label"].shape) for s in soft] == [(len(AxialLabel), 50, 50)] * 2
+    assert soft[0]["label"].dtype == torch.uint8
+    shares = torch.stack([s["label"] for s in soft]).float()
+    assert torch.allclose(shares.sum(dim=1), torch.full((2, 50, 50), 255.0), atol=len(AxialLabel))
+    # each class keeps its area: 2 x 2 native pixels per new one
+    for s, lab in zip(soft, labels):
+        for cls in AxialLabel:
+            assert float(s["label"][cls].float().sum()) / 255 * 4 == pytest.approx(float((lab == cls).sum()), rel=0.02, abs=1)
+    # a herniation 3 px deep on the 1 mm grid is 1.5 px on the 2 mm one: nearest rounds it to whole
+    # pixels, the shares keep the half pixel
+    depth_hard = [int((s["label"][0] == AxialLabel.HERNIATION).any(dim=1).sum()) for s in hard]
+    depth_soft = [float(s["label"][AxialLabel.HERNIATION].float().max(dim=1).values.sum()) / 255 for s in soft]
+    assert depth_hard[0] in (1, 2) and depth_soft[0] == pytest.approx(1.5, abs=0.05)
+    assert depth_soft[1] == pytest.approx(2.5, abs=0.05)
+    # away from boundaries the two agree
+    agree = torch.stack([(s["label"].argmax(dim=0) == h["label"][0]) for s, h in zip(soft, hard)]).float().mean()
+    assert float(agree) > 0.97
+
+
+def test_train_transforms_keep_soft_labels_a_distribution_after_padding() -> None:
+    from inference.labels import AxialLabel
+
+    lab = torch.from_numpy(labelled_slice(10, (46, 52))[20:60, 30:70].astype(np.int64))  # 40 x 40: padded to 64
+    assert int((lab == AxialLabel.BACKGROUND).sum()) < lab.numel() // 2
+    shares = torch.nn.functional.one_hot(lab, len(AxialLabel)).permute(2, 0, 1).float()
+    data = {IMAGE: lab[None].float() / 6.0, LABEL: shares}
+    plain = train_transforms(patch=(64, 64), soft=True, augment=False)(data)
+    target = (plain[0] if isinstance(plain, list) else plain)[LABEL]
+    assert tuple(target.shape) == (len(AxialLabel), 64, 64) and target.dtype == torch.float32
+    assert torch.allclose(target.sum(dim=0), torch.ones(64, 64), atol=1e-5)
+    # the padded rim (12 pixels each side, no class at all before) is background; the slice kept its classes
+    rim = torch.ones(64, 64, dtype=torch.bool)
+    rim[12:52, 12:52] = False
+    assert torch.all(target[AxialLabel.BACKGROUND][rim] == 1.0)
+    assert torch.equal(target[:, 12:52, 12:52], shares)
+    # augmented (rotated, scaled: shares interpolated bilinearly), still a distribution per pixel
+    torch.manual_seed(0)
+    augmented = train_transforms(patch=(64, 64), soft=True).set_random_state(seed=3)(data)
+    target = (augmented[0] if isinstance(augmented, list) else augmented)[LABEL]
+    assert torch.allclose(target.sum(dim=0), torch.ones(64, 64), atol=1e-5) and float(target.min()) >= 0.0
