@@ -247,6 +247,9 @@ def train(
     """
     if not slices:
         raise ValueError("no training slices")
+    if (torch.as_tensor(slices[0][LABEL]).shape[0] > 1) != cfg.soft_labels:
+        raise ValueError("soft_labels needs slices prepared with soft=True (shares per class), and only those"
+                         if cfg.soft_labels else "slices of shares per class need soft_labels")
     start = time.perf_counter()
     device = select_device(cfg.device)
     if device.type == "cpu":

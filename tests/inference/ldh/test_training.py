@@ -63,6 +63,8 @@ def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path: Path,
     slices = toy_slices(6, 1)
     train(slices, tiny_config(epochs=1, steps_per_epoch=2), progress=False, checkpoint=ck)
     key = next(iter(change))
+    if change.get("soft_labels"):  # the same studies, prepared as shares
+        slices = [{**s, "label": (soft(s["label"][None])[0] * 255).to(torch.uint8)} for s in slices]
     with pytest.raises(ValueError, match=f"other settings \\({key} "):
         train(slices, tiny_config(epochs=2, **{"steps_per_epoch": 2, **change}), progress=False, checkpoint=ck, resume=True)
     assert torch.load(ck, weights_only=False)["epoch"] == 0  # the checkpoint is left as it was
@@ -188,6 +190,16 @@ def test_a_short_run_on_soft_labels_learns(tmp_path: Path) -> None:
     result = train(slices, tiny_config(epochs=2, steps_per_epoch=7, soft_labels=True), progress=False)
     first, last = np.mean(result.step_losses[:3]), np.mean(result.step_losses[-3:])
     assert last < 0.85 * first, (first, last)
+
+
+def test_labels_and_shares_are_not_mixed_up() -> None:
+    """Label values read as shares (or shares as labels) would train on nonsense without a word."""
+    hard = toy_slices(2, 0)
+    shares = [{**s, "label": (soft(s["label"][None])[0] * 255).to(torch.uint8)} for s in hard]
+    with pytest.raises(ValueError, match="soft=True"):
+        train(hard, tiny_config(soft_labels=True), progress=False)
+    with pytest.raises(ValueError, match="need soft_labels"):
+        train(shares, tiny_config(), progress=False)
 
 
 def test_batch_dice_ignores_a_class_missing_from_one_patch() -> None:
