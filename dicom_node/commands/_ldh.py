@@ -225,7 +225,7 @@ def _print_report(report: Any, title: str, args: argparse.Namespace, cases: Sequ
 
     print(format_report(report, title))
     data = report.as_dict()
-    if getattr(args, "per_case", False):
+    if args.per_case:
         print(_format_cases(cases, args.iou_threshold))
         data["cases"] = [dataclasses.asdict(case) for case in cases]
     if args.json is not None:

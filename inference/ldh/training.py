@@ -21,6 +21,7 @@ from monai.losses import DiceCELoss
 from tqdm import tqdm
 
 from inference.labels import AxialLabel
+from inference.ldh.data import SHARE_STEPS
 from inference.ldh.inferer import LdhInferer
 from inference.ldh.network import NETWORK_CONFIG, build_network, widen_input
 from inference.ldh.transforms import IMAGE, LABEL, PATCH, TARGET_SPACING, train_transforms
@@ -106,7 +107,7 @@ def _batches(
             images, labels = [], []
             for i in rng.integers(0, len(slices), size=cfg.batch_size):
                 label = slices[int(i)][LABEL]
-                label = label.float() / 255 if cfg.soft_labels else label.long()
+                label = label.float() / SHARE_STEPS if cfg.soft_labels else label.long()
                 out = transform({IMAGE: slices[int(i)][IMAGE], LABEL: label})
                 sample = out[0] if isinstance(out, list) else out
                 images.append(torch.as_tensor(sample[IMAGE]))
@@ -232,7 +233,7 @@ def train(
     ----------
     slices
         Training slices: dicts with ``image`` ``(1 + 2 * context, h, w)`` and ``label`` ``(1, h, w)``
-        (``cfg.soft_labels``: ``(classes, h, w)`` uint8 shares x 255, as
+        (``cfg.soft_labels``: ``(classes, h, w)`` uint8 shares x :data:`~inference.ldh.data.SHARE_STEPS`, as
         :func:`~inference.ldh.data.prepare_slices` makes them).
     cfg
         Hyper-parameters.

@@ -16,6 +16,12 @@ def _labels(path: Path, uid: str, grades: list[tuple[str, int, str | None]]) -> 
     path.write_text(json.dumps({"study_instance_uid": uid, "discs": discs}))
 
 
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    _ldh.add_train_arguments(parser)
+    return parser
+
+
 def test_two_raters_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -67,8 +73,7 @@ def test_rater_flags_go_together(tmp_path: Path) -> None:
 
 
 def test_train_arguments_and_seed_ranges() -> None:
-    parser = argparse.ArgumentParser()
-    _ldh.add_train_arguments(parser)
+    parser = train_parser()
     args = parser.parse_args(["--synth-seeds", "3:7", "--epochs", "2", "--threads", "1"])
     assert args.synth_seeds == range(3, 7) and args.epochs == 2
     with pytest.raises(SystemExit):
@@ -76,8 +81,7 @@ def test_train_arguments_and_seed_ranges() -> None:
 
 
 def test_train_init_and_tip_weight_arguments(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    _ldh.add_train_arguments(parser)
+    parser = train_parser()
     args = parser.parse_args(["--init", "w.pt", "--tip-weight", "4"])
     assert args.init == Path("w.pt") and args.tip_weight == 4.0
     assert parser.parse_args([]).init is None and parser.parse_args([]).tip_weight == 0.0
@@ -87,39 +91,28 @@ def test_train_init_and_tip_weight_arguments(tmp_path: Path) -> None:
     assert not (tmp_path / "ph").exists()
 
 
-def test_train_pixdim_argument() -> None:
-    parser = argparse.ArgumentParser()
-    _ldh.add_train_arguments(parser)
-    assert parser.parse_args([]).pixdim == 1.0  # the grid of every card without preprocessing.pixdim_mm
-    assert parser.parse_args(["--pixdim", "0.75"]).pixdim == 0.75
-    for bad in ("0", "-1", "fine", "50"):
+@pytest.mark.parametrize(
+    ("option", "default", "good", "bad"),
+    [
+        # the grid of every card without preprocessing.pixdim_mm
+        ("pixdim", 1.0, ("0.75", 0.75), ("0", "-1", "fine", "50")),
+        # 2D: the input of every card without preprocessing.context_slices
+        ("context", 0, ("1", 1), ("-1", "3", "one")),
+        # None: the bundled architecture
+        ("channels", None, ("32,64,128,256", (32, 64, 128, 256)), ("32", "32,x", "32,0")),
+    ],
+)
+def test_train_bounded_arguments(option: str, default: object, good: tuple[str, object], bad: tuple[str, ...]) -> None:
+    parser = train_parser()
+    assert getattr(parser.parse_args([]), option) == default
+    assert getattr(parser.parse_args([f"--{option}", good[0]]), option) == good[1]
+    for value in bad:
         with pytest.raises(SystemExit):
-            parser.parse_args(["--pixdim", bad])
-
-
-def test_train_context_argument() -> None:
-    parser = argparse.ArgumentParser()
-    _ldh.add_train_arguments(parser)
-    assert parser.parse_args([]).context == 0  # 2D: the input of every card without preprocessing.context_slices
-    assert parser.parse_args(["--context", "1"]).context == 1
-    for bad in ("-1", "3", "one"):
-        with pytest.raises(SystemExit):
-            parser.parse_args(["--context", bad])
-
-
-def test_train_channels_argument() -> None:
-    parser = argparse.ArgumentParser()
-    _ldh.add_train_arguments(parser)
-    assert parser.parse_args([]).channels is None  # the bundled architecture
-    assert parser.parse_args(["--channels", "32,64,128,256"]).channels == (32, 64, 128, 256)
-    for bad in ("32", "32,x", "32,0"):
-        with pytest.raises(SystemExit):
-            parser.parse_args(["--channels", bad])
+            parser.parse_args([f"--{option}", value])
 
 
 def test_train_soft_labels_and_dice_weight_arguments() -> None:
-    parser = argparse.ArgumentParser()
-    _ldh.add_train_arguments(parser)
+    parser = train_parser()
     defaults = parser.parse_args([])
     assert defaults.soft_labels is False and defaults.dice_weight == 1.0  # what every run before them did
     args = parser.parse_args(["--soft-labels", "--dice-weight", "0.5"])
@@ -130,9 +123,7 @@ def test_train_on_a_phantom_with_soft_labels_writes_a_card_the_pipeline_loads(tm
     """One step end to end: phantom made, slices prepared as shares, weights and card written and loadable."""
     from inference.ldh.pipeline import LdhPipeline
 
-    parser = argparse.ArgumentParser()
-    _ldh.add_train_arguments(parser)
-    args = parser.parse_args([
+    args = train_parser().parse_args([
         "--synth-seeds", "3:5", "--synth-dir", str(tmp_path / "ph"), "--out", str(tmp_path / "run"),
         "--soft-labels", "--dice-weight", "0.5", "--pixdim", "1.5", "--patch", "32", "--channels", "4,8",
         "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--val-fraction", "0.5",

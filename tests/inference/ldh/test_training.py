@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from inference.labels import AxialLabel as L
+from inference.ldh.data import SHARE_STEPS
 from inference.ldh.pipeline import load_network
 from inference.ldh.training import TrainConfig, save_weights, segmentation_loss, tip_mask, train
 from inference.modelcard import WeightsError
@@ -64,7 +65,7 @@ def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path: Path,
     train(slices, tiny_config(epochs=1, steps_per_epoch=2), progress=False, checkpoint=ck)
     key = next(iter(change))
     if change.get("soft_labels"):  # the same studies, prepared as shares
-        slices = [{**s, "label": (soft(s["label"][None])[0] * 255).to(torch.uint8)} for s in slices]
+        slices = as_shares(slices)
     with pytest.raises(ValueError, match=f"other settings \\({key} "):
         train(slices, tiny_config(epochs=2, **{"steps_per_epoch": 2, **change}), progress=False, checkpoint=ck, resume=True)
     assert torch.load(ck, weights_only=False)["epoch"] == 0  # the checkpoint is left as it was
@@ -147,6 +148,11 @@ def soft(labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels[:, 0].long(), len(L)).permute(0, 3, 1, 2).float()
 
 
+def as_shares(slices: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """Prepared slices with their labels stored as shares, as ``prepare_slices(soft=True)`` stores them."""
+    return [{**s, "label": (soft(s["label"][None])[0] * SHARE_STEPS).to(torch.uint8)} for s in slices]
+
+
 @pytest.mark.parametrize("options", [{}, {"tip_weight": 5.0}, {"tip_weight": 5.0, "batch_dice": True}])
 def test_one_hot_shares_cost_what_the_labels_cost_but_for_the_dice_denominator(options: dict[str, object]) -> None:
     """Whole pixels as shares: the same cross-entropy and tip term; the Dice squares the predictions."""
@@ -186,7 +192,7 @@ def test_a_shared_pixel_is_cheapest_at_its_shares(dice_weight: float, share: flo
 
 
 def test_a_short_run_on_soft_labels_learns(tmp_path: Path) -> None:
-    slices = [{**s, "label": (soft(s["label"][None])[0] * 255).to(torch.uint8)} for s in toy_slices(12, 0)]
+    slices = as_shares(toy_slices(12, 0))
     result = train(slices, tiny_config(epochs=2, steps_per_epoch=7, soft_labels=True), progress=False)
     first, last = np.mean(result.step_losses[:3]), np.mean(result.step_losses[-3:])
     assert last < 0.85 * first, (first, last)
@@ -195,7 +201,7 @@ def test_a_short_run_on_soft_labels_learns(tmp_path: Path) -> None:
 def test_labels_and_shares_are_not_mixed_up() -> None:
     """Label values read as shares (or shares as labels) would train on nonsense without a word."""
     hard = toy_slices(2, 0)
-    shares = [{**s, "label": (soft(s["label"][None])[0] * 255).to(torch.uint8)} for s in hard]
+    shares = as_shares(hard)
     with pytest.raises(ValueError, match="soft=True"):
         train(hard, tiny_config(soft_labels=True), progress=False)
     with pytest.raises(ValueError, match="need soft_labels"):
